@@ -1,0 +1,5 @@
+"""``python -m autosplit`` runs the command line."""
+
+from autosplit.cli import main
+
+main()

@@ -1,0 +1,19 @@
+"""Exception types of autosplit.
+
+Every error a user can cause derives from :class:`AutosplitError`, so the CLI can print it as one clear line
+(never a traceback) and library users can catch the whole family at once.
+"""
+
+from __future__ import annotations
+
+
+class AutosplitError(Exception):
+    """Base class of every error autosplit raises for bad input or an impossible request."""
+
+
+class LumiMaskError(AutosplitError, ValueError):
+    """A lumi mask (CMS golden JSON or CMSSW range string) is malformed."""
+
+
+class DatasetError(AutosplitError, ValueError):
+    """A dataset source (DBS listing, ROOT file, parquet, units table) cannot be read or is inconsistent."""
