@@ -17,3 +17,11 @@ class LumiMaskError(AutosplitError, ValueError):
 
 class DatasetError(AutosplitError, ValueError):
     """A dataset source (DBS listing, ROOT file, parquet, units table) cannot be read or is inconsistent."""
+
+
+class SplittingError(AutosplitError, ValueError):
+    """A splitting or planning request is invalid (unknown algorithm, bad parameter, unusable model)."""
+
+
+class OversizedUnitsWarning(UserWarning):
+    """Some units cannot fit any job under the requested limits; they are reported, not planned."""

@@ -59,3 +59,48 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def peak_extra_rss(func: Callable[[], Any], interval: float = 0.001) -> tuple[Any, int]:
+    """Run ``func`` while sampling RSS; return its result and the peak RSS above the starting RSS (bytes)."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+    start = process.memory_info().rss
+    peak = start
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, process.memory_info().rss)
+            done.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        result = func()
+    finally:
+        done.set()
+        thread.join()
+    peak = max(peak, process.memory_info().rss)
+    return result, peak - start
+
+
+def peak_traced_bytes(func: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``func`` under tracemalloc; return its result and the peak traced allocation (bytes).
+
+    numpy registers its buffers with tracemalloc, so this is the working memory of numpy code, and unlike
+    RSS it does not depend on whether the allocator reuses memory freed earlier in the process.
+    """
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = func()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak

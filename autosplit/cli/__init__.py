@@ -50,9 +50,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from autosplit.cli import dataset_cmd
+    from autosplit.cli import dataset_cmd, split_cmd
 
     cli.add_command(dataset_cmd.dataset)
+    cli.add_command(split_cmd.split_command)
 
 
 _register()

@@ -113,6 +113,7 @@ class Dataset:
         self._files = _conform(files, FILE_SCHEMA, "files")
         self.name = name
         self.meta: dict[str, Any] = dict(meta or {})
+        self._cache: dict[str, Any] = {}
         self._check()
 
     # ------------------------------------------------------------------ validation
@@ -175,7 +176,34 @@ class Dataset:
     @property
     def has_multifile_units(self) -> bool:
         """True when some lumi spans several files."""
-        return bool(self._units.height) and int(self._units["file_ids"].list.len().max()) > 1
+        return bool(self._units.height) and int(self.unit_file_counts().max()) > 1
+
+    def unit_file_counts(self) -> np.ndarray:
+        """Number of files holding each unit (int64 array aligned with :attr:`units`; cached)."""
+        if "file_counts" not in self._cache:
+            self._cache["file_counts"] = self._units["file_ids"].list.len().to_numpy().astype(np.int64)
+        return self._cache["file_counts"]
+
+    def is_file_sorted(self) -> bool:
+        """True when units are ordered by file_id (the canonical order loaders produce; cached)."""
+        if "file_sorted" not in self._cache:
+            ids = self._units["file_id"].to_numpy()
+            self._cache["file_sorted"] = bool(ids.size < 2 or (ids[1:] >= ids[:-1]).all())
+        return self._cache["file_sorted"]
+
+    def file_location_groups(self) -> np.ndarray:
+        """Array indexed by file_id: an id per distinct location set (0 when all files share one; cached)."""
+        if "location_groups" not in self._cache:
+            files = self._files
+            size = int(files["file_id"].max()) + 1 if files.height else 1
+            groups = np.zeros(size, dtype=np.int64)
+            if files.height and files["locations"].n_unique() > 1:
+                keys = files.select(
+                    "file_id", pl.col("locations").list.sort().list.join(",").rank("dense").alias("group")
+                )
+                groups[keys["file_id"].to_numpy()] = keys["group"].to_numpy().astype(np.int64) - 1
+            self._cache["location_groups"] = groups
+        return self._cache["location_groups"]
 
     def lumi_mask(self) -> LumiMask:
         """The mask of every unit in the dataset."""
@@ -205,6 +233,7 @@ class Dataset:
         files = self._files.filter(pl.Series(used[self._files["file_id"].to_numpy()]))
         out = Dataset.__new__(Dataset)
         out._units, out._files, out.name, out.meta = units, files, self.name, dict(meta)
+        out._cache = {}
         return out
 
     def _used_file_ids(self, units: pl.DataFrame) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Backends that execute DAG files: ``local`` (embedded DAGMan-compatible executor) and ``condor``."""
