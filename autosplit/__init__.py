@@ -6,28 +6,60 @@ Public API (stable names)::
     mask = asp.LumiMask.from_json("Cert.json")
     ds = asp.Dataset.from_dbs_json("listing.json", dataset="/A/B/RECO").select(mask)
     jobs = asp.split(ds, "EventAwareLumiBased", events_per_job=50_000)
+    model = asp.UnitCostModel().fit(probe_reports, units=ds)
     jobs = asp.plan(ds, model, target_runtime=8 * 3600, alpha=0.05)
+
+Names are imported on first use (PEP 562), so the job wrapper and DAG scripts start quickly.
 """
 
-from autosplit._version import __version__
-from autosplit.datasets import Dataset, LumiMask, load_dataset, load_mask
-from autosplit.errors import AutosplitError, DatasetError, LumiMaskError, SplittingError
-from autosplit.splitting import ConstantRateModel, CostModel, JobPlan, plan, regroup, split
+from __future__ import annotations
 
-__all__ = [
-    "AutosplitError",
-    "ConstantRateModel",
-    "CostModel",
-    "Dataset",
-    "DatasetError",
-    "JobPlan",
-    "LumiMask",
-    "LumiMaskError",
-    "SplittingError",
-    "__version__",
-    "load_dataset",
-    "load_mask",
-    "plan",
-    "regroup",
-    "split",
-]
+import importlib
+from typing import Any
+
+from autosplit._version import __version__ as __version__
+from autosplit.errors import AutosplitError as AutosplitError
+from autosplit.errors import DatasetError as DatasetError
+from autosplit.errors import LumiMaskError as LumiMaskError
+from autosplit.errors import SplittingError as SplittingError
+
+_LAZY = {
+    "Dataset": "autosplit.datasets",
+    "LumiMask": "autosplit.datasets",
+    "load_dataset": "autosplit.datasets",
+    "load_mask": "autosplit.datasets",
+    "ConstantRateModel": "autosplit.splitting",
+    "CostModel": "autosplit.splitting",
+    "JobPlan": "autosplit.splitting",
+    "plan": "autosplit.splitting",
+    "regroup": "autosplit.splitting",
+    "split": "autosplit.splitting",
+    "JobReport": "autosplit.jobreport",
+    "JobReportError": "autosplit.jobreport",
+    "OutputFile": "autosplit.jobreport",
+    "UnitCostModel": "autosplit.estimators",
+    "RatioEstimator": "autosplit.estimators",
+    "MeanRateEstimator": "autosplit.estimators",
+    "MemoryModel": "autosplit.estimators",
+    "OutputModel": "autosplit.estimators",
+    "choose_probes": "autosplit.estimators",
+    "enough_probes": "autosplit.estimators",
+    "read_fjr": "autosplit.estimators",
+    "EstimatorError": "autosplit.estimators",
+    "FJRError": "autosplit.estimators",
+}
+
+__all__ = sorted(["AutosplitError", "DatasetError", "LumiMaskError", "SplittingError", "__version__", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autosplit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

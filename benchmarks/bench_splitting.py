@@ -85,7 +85,9 @@ def bench(n_units: int, repeat: int) -> dict:
     for name, func in CASES.items():
         gc.collect()
         result, extra = peak_traced_bytes(lambda f=func, d=ds: f(d))
-        median, runs = median_seconds(lambda f=func, d=ds: f(d), repeat=repeat, warmup=0)  # warm: traced run above
+        median, runs = median_seconds(
+            lambda f=func, d=ds: f(d), repeat=repeat, warmup=0
+        )  # warm: traced run above
         out["cases"][name] = {
             "median_seconds": round(median, 4),
             "runs_seconds": [round(t, 4) for t in runs],

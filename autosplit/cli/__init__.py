@@ -50,10 +50,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from autosplit.cli import dataset_cmd, split_cmd
+    from autosplit.cli import aso_cmd, dataset_cmd, internal_cmd, split_cmd, task_cmd, wrapper_cmd
 
     cli.add_command(dataset_cmd.dataset)
     cli.add_command(split_cmd.split_command)
+    for command in (*task_cmd.COMMANDS, *internal_cmd.COMMANDS):
+        cli.add_command(command)
+    cli.add_command(wrapper_cmd.wrapper)
+    cli.add_command(aso_cmd.aso)
 
 
 _register()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-import numpy as np
 from rich.table import Table
 
 from autosplit.cli.output import console, echo_json, human_bytes, key_value_table
-from autosplit.datasets import load_dataset, load_mask
 
 DATASET_HELP = "DBS-like listing (.json), dataset parquet, or ROOT files (path or quoted glob)."
 
@@ -36,6 +36,8 @@ def dataset_options(func):
 
 def open_dataset(sources: tuple[str, ...], dataset_name: str | None, mask: str | None, tree: str):
     """Load the dataset named on the command line and apply the mask, if any."""
+    from autosplit.datasets import load_dataset, load_mask
+
     source = list(sources) if len(sources) > 1 else sources[0]
     ds = load_dataset(source, dataset=dataset_name, tree=tree)
     lumi_mask = load_mask(mask)
@@ -91,8 +93,10 @@ def info(
         out.print(_histogram(ds.units["events"].to_numpy()))
 
 
-def _histogram(events: np.ndarray, width: int = 40) -> Table:
+def _histogram(events: Any, width: int = 40) -> Table:
     """A text histogram of events per lumi on decade bins (0, 1-9, 10-99, ...)."""
+    import numpy as np
+
     top = int(np.ceil(np.log10(max(int(events.max()), 1) + 1)))
     edges = [0, 1] + [10**k for k in range(1, top + 1)]
     counts = [int((events == 0).sum())] + [

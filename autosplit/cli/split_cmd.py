@@ -8,7 +8,6 @@ from rich.table import Table
 from autosplit.cli.dataset_cmd import dataset_options, open_dataset
 from autosplit.cli.output import console, echo_json
 from autosplit.errors import SplittingError
-from autosplit.splitting import ALGORITHMS, split
 
 # Which size option each algorithm takes.
 SIZE_OPTION = {
@@ -26,7 +25,7 @@ SIZE_OPTION = {
     "--algorithm",
     "-a",
     required=True,
-    type=click.Choice(list(ALGORITHMS)),
+    type=click.Choice(list(SIZE_OPTION)),
     help="WMCore splitting algorithm.",
 )
 @click.option(
@@ -79,6 +78,8 @@ def split_command(
         params.update(split_on_run=split_on_run, halt_on_file_boundaries=halt_on_file_boundaries)
     elif split_on_run or halt_on_file_boundaries:
         raise SplittingError(f"{algorithm} does not take --split-on-run or --halt-on-file-boundaries")
+    from autosplit.splitting import split
+
     ds, _ = open_dataset(source, dataset_name, mask, tree)
     plan = split(ds, algorithm, **params)
     if out:

@@ -222,6 +222,25 @@ class Dataset:
         units = self._units.filter(pl.Series(keep))
         return self._with_units(units, meta={**self.meta, "mask_lumis": mask.n_lumis})
 
+    def with_features(self, table: pl.DataFrame) -> Dataset:
+        """Join per-lumi features (a table with run, lumi and feature columns) onto the units.
+
+        Units without a row in ``table`` get nulls; cost models fill them (e.g. with the mean).
+        """
+        if not {"run", "lumi"} <= set(table.columns):
+            raise DatasetError("a feature table needs run and lumi columns")
+        reserved = [c for c in table.columns if c in UNIT_SCHEMA and c not in ("run", "lumi")]
+        if reserved:
+            raise DatasetError(f"feature columns {reserved} clash with the units table's own columns")
+        table = table.with_columns(pl.col("run").cast(pl.Int64), pl.col("lumi").cast(pl.Int64))
+        table = table.unique(subset=["run", "lumi"], keep="first")
+        keep = [c for c in self._units.columns if c not in table.columns or c in ("run", "lumi")]
+        units = self._units.select(keep).join(table, on=["run", "lumi"], how="left", maintain_order="left")
+        out = Dataset.__new__(Dataset)
+        out._units, out._files, out.name, out.meta = units, self._files, self.name, dict(self.meta)
+        out._cache = dict(self._cache)
+        return out
+
     def take(self, rows: np.ndarray) -> Dataset:
         """A dataset of the units at the given row positions (or boolean mask) of :attr:`units`."""
         rows = np.asarray(rows)

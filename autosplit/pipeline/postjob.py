@@ -1,0 +1,230 @@
+"""``autosplit postjob TASK NODE $RETURN $RETRY $MAX_RETRIES`` — the POST script of every job node.
+
+It reads the job's report, checks it against the job's assignment, classifies the attempt
+(:mod:`autosplit.pipeline.failures`) and applies the verdict to the ledger in one transaction:
+
+* ``ok`` / ``wall-time``: processed units become done; unfinished ones go back to pending for the next
+  tail stage (in the last stage they are quarantined with the reason);
+* ``unit-failure``: nothing is done, the culprit unit is blamed (the next tail runs it alone), the rest go
+  back to pending;
+* ``rejected`` (a corrupt report, or one claiming units the job was not given): the units go back to
+  pending with the reason;
+* ``recoverable``: while retries remain, exit 1 so DAGMan re-runs the job with the same units; after the
+  last retry the units go back to pending with one more failure;
+* ``fatal``: exit 2 (no retry), units back to pending.
+
+Exit codes (CRAB3's, kept): 0 accounted for, 1 retry, 2 fatal, 3 abort the DAG, 4 defer (the job's
+stage-out is still in flight: DAGMan re-runs this script later; it never sleeps holding a POST slot).
+The script is idempotent: a (node, attempt) already decided returns the stored decision.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+
+from autosplit.jobreport import JobReport, JobReportError
+from autosplit.ledger import Ledger
+from autosplit.pipeline.failures import Verdict, classify, describe_return
+from autosplit.pipeline.outputs import OutputCommitError, commit_outputs
+from autosplit.pipeline.stages import ABORT, FATAL
+from autosplit.pipeline.taskdir import TaskDir
+
+OK, RETRY, DEFER = 0, 1, 4
+
+
+@dataclass
+class PostjobResult:
+    decision: int
+    outcome: str
+    message: str
+
+
+def last_stage(task: TaskDir, stage: str) -> bool:
+    """True for the stage after which no tail follows (its leftovers are quarantined)."""
+    max_tails = task.config.splitting.max_tails
+    if stage.startswith("resubmit-"):
+        return True
+    if stage.startswith("tail-"):
+        return int(stage.removeprefix("tail-")) >= max_tails
+    return stage == "processing" and max_tails == 0
+
+
+def _log(task: TaskDir, text: str) -> None:
+    task.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(task.logs_dir / "postjob.log", "a") as log:
+        log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+
+
+def _read_report(task: TaskDir, node: str, attempt: int, assignment: list[tuple[int, int]]):
+    """The attempt's report (archived as report.<attempt>.json) or (None, why it cannot be used)."""
+    live, archived = task.report_path(node), task.archived_report(node, attempt)
+    if live.exists() and not archived.exists():
+        shutil.copyfile(live, archived)
+    if not archived.exists():
+        return None, "the job left no report"
+    try:
+        return JobReport.from_json(archived).validate(assignment), None
+    except JobReportError as exc:
+        return None, str(exc)
+
+
+def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retries: int) -> PostjobResult:
+    """Decide one job attempt; see the module docstring."""
+    task.require()
+    with task.ledger() as ledger:
+        recorded = ledger.recorded_attempt(node, retry)
+        if recorded is not None:
+            return PostjobResult(recorded.decision, recorded.outcome, recorded.message)
+        job = ledger.job(node)
+        if job is None:
+            return PostjobResult(FATAL, "unknown-node", f"node {node} is not a job of this task")
+        assignment = ledger.job_assignment(node)
+        report, problem = _read_report(task, node, retry, assignment)
+        verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
+        result = _apply(task, ledger, job, retry, max_retries, return_code, report, verdict)
+    _log(
+        task,
+        f"{node} attempt {retry}: $RETURN={return_code} -> {result.outcome} (exit {result.decision}): "
+        f"{result.message}",
+    )
+    return result
+
+
+def _apply(
+    task: TaskDir,
+    ledger: Ledger,
+    job: dict,
+    retry: int,
+    max_retries: int,
+    return_code: int,
+    report: JobReport | None,
+    verdict: Verdict,
+) -> PostjobResult:
+    node, stage = job["node"], job["stage"]
+    final = last_stage(task, stage)
+    killed = bool(job["kill_requested"])
+    details = {
+        "exit_code": report.exit_code if report else return_code,
+        "site": report.site if report else None,
+        "wall_seconds": report.wall_seconds if report else None,
+        "cpu_seconds": report.cpu_seconds if report else None,
+        "peak_rss_bytes": report.peak_rss_bytes if report else None,
+        "events": report.total_events if report else None,
+        "soft_stopped": report.soft_stopped if report else False,
+        "hard_killed": (report.hard_killed if report else False) or verdict.kind == "wall-time",
+        "report_path": str(task.archived_report(node, retry)) if report else None,
+        # Reports with per-unit timing teach the cost model even when the job failed.
+        "usable_report": report is not None
+        and (verdict.kind in ("ok", "wall-time") or report.has_unit_seconds),
+    }
+    kind = verdict.kind
+    if kind in ("ok", "wall-time") and report is not None and report.outputs:
+        try:
+            commit_outputs(report, task.output_dir(node), task.destination, node)
+        except OutputCommitError as exc:
+            verdict = Verdict("recoverable", f"stage-out failed: {exc}")
+            kind = verdict.kind
+            details["usable_report"] = report.has_unit_seconds
+    if kind in ("ok", "wall-time"):
+        done = [(u["run"], u["lumi"]) for u in report.units] if report else []
+        unfinished = int(job["n_units"]) - len(done)
+        message = verdict.reason
+        if unfinished:
+            where = "unfinished after the last stage" if final else "unfinished, back to pending"
+            message = f"{verdict.reason}; {unfinished} unit(s) {where}"
+        record = ledger.close_attempt(
+            node,
+            retry,
+            decision=OK,
+            outcome="killed" if killed else ("soft-stopped" if report and report.soft_stopped else kind),
+            done=done,
+            returned="all",
+            quarantine_returned=final and not killed,
+            final_job_state="killed" if killed else "finished",
+            message=message,
+            details=details,
+        )
+        return PostjobResult(record.decision, record.outcome, record.message)
+    if kind == "unit-failure" or killed:
+        record = ledger.close_attempt(
+            node,
+            retry,
+            decision=OK,
+            outcome="killed" if killed else "unit-failure",
+            returned="all",
+            blamed=verdict.blamed,
+            quarantine_returned=False,
+            final_job_state="killed" if killed else "failed",
+            message=verdict.reason,
+            details=details,
+        )
+        return PostjobResult(record.decision, record.outcome, record.message)
+    if kind == "rejected":
+        record = ledger.close_attempt(
+            node,
+            retry,
+            decision=OK,
+            outcome="rejected",
+            returned="all",
+            count_failure=True,
+            quarantine_returned=final,
+            final_job_state="failed",
+            message=verdict.reason,
+            details=details,
+        )
+        return PostjobResult(record.decision, record.outcome, record.message)
+    if kind == "fatal":
+        record = ledger.close_attempt(
+            node,
+            retry,
+            decision=FATAL,
+            outcome="fatal",
+            returned="all",
+            count_failure=True,
+            final_job_state="failed",
+            message=verdict.reason,
+            details=details,
+        )
+        return PostjobResult(record.decision, record.outcome, record.message)
+    # recoverable
+    if retry < max_retries:
+        record = ledger.close_attempt(
+            node,
+            retry,
+            decision=RETRY,
+            outcome="retry",
+            returned="none",
+            message=verdict.reason,
+            details=details,
+        )
+        return PostjobResult(record.decision, record.outcome, record.message)
+    record = ledger.close_attempt(
+        node,
+        retry,
+        decision=OK,
+        outcome="failed",
+        returned="all",
+        count_failure=True,
+        quarantine_returned=final,
+        final_job_state="failed",
+        message=f"{verdict.reason} (after {retry + 1} attempt(s))",
+        details=details,
+    )
+    return PostjobResult(record.decision, record.outcome, record.message)
+
+
+def main(task_dir: str, node: str, return_code: str, retry: str, max_retries: str) -> int:
+    """Entry point used by the CLI; argument strings come straight from DAGMan."""
+    try:
+        code = int(return_code)
+    except ValueError:
+        code = -1  # DAGMan passes a number; anything else is a broken DAG line
+    result = run_postjob(TaskDir(task_dir), node, code, int(retry), int(max_retries))
+    print(f"postjob {node}: {describe_return(code)} -> {result.outcome}: {result.message}", file=sys.stderr)
+    return result.decision
+
+
+__all__ = ["ABORT", "DEFER", "OK", "RETRY", "PostjobResult", "main", "run_postjob"]

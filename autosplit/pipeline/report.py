@@ -1,0 +1,85 @@
+"""``autosplit report``: lumi lists and a summary, from the ledger.
+
+Writes, in golden-JSON format: ``processedLumis.json`` (done), ``notFinishedLumis.json`` (not done yet:
+pending or in a job), ``quarantinedLumis.json`` (given up, see ``summary.json`` for why); and
+``summary.json`` (units and events per state, output files of the accounted jobs). The three lumi lists
+are disjoint and their union is the task's dataset after the mask — always, because all come from one
+table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from autosplit.datasets import LumiMask
+from autosplit.jobreport import JobReport, JobReportError
+from autosplit.pipeline.taskdir import TaskDir
+
+
+def _mask(units: pl.DataFrame) -> LumiMask:
+    if units.height == 0:
+        return LumiMask()
+    return LumiMask.from_pairs(units["run"].to_numpy(), units["lumi"].to_numpy())
+
+
+def write_report(task: TaskDir, outdir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Write the lumi lists and summary into ``outdir`` (default ``<task>/results``); returns the summary."""
+    task.require()
+    out = Path(outdir) if outdir else task.root / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    with task.ledger() as ledger:
+        units = ledger.units()
+        attempts = ledger.attempts()
+    done = units.filter(pl.col("state") == "done")
+    open_units = units.filter(pl.col("state").is_in(["pending", "assigned"]))
+    quarantined = units.filter(pl.col("state") == "quarantined")
+    files = {
+        "processedLumis.json": _mask(done),
+        "notFinishedLumis.json": _mask(open_units),
+        "quarantinedLumis.json": _mask(quarantined),
+    }
+    for name, mask in files.items():
+        mask.to_json(out / name)
+    outputs = []
+    good = (
+        attempts.filter(pl.col("outcome").is_in(["ok", "soft-stopped", "wall-time", "success"]))
+        if attempts.height
+        else attempts
+    )
+    for path in good["report_path"].drop_nulls().to_list() if good.height else []:
+        try:
+            report = JobReport.from_json(path)
+        except JobReportError:
+            continue
+        outputs += [
+            {"job": report.job_id, "name": o.name, "bytes": o.bytes, "checksum": o.checksum}
+            for o in report.outputs
+        ]
+    summary = {
+        "task": task.name,
+        "units": {
+            "total": units.height,
+            "done": done.height,
+            "not_finished": open_units.height,
+            "quarantined": quarantined.height,
+        },
+        "events": {
+            "total": int(units["events"].sum() or 0) if units.height else 0,
+            "read": int(done["events"].sum() or 0) if done.height else 0,
+        },
+        "quarantine_reasons": (
+            quarantined.group_by("reason").len().sort("len", descending=True).rows()
+            if quarantined.height
+            else []
+        ),
+        "output_files": outputs,
+        "files": sorted([*files, "summary.json"]),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["directory"] = str(out)
+    return summary

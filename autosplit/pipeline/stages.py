@@ -1,0 +1,178 @@
+"""Turning planned jobs into files: one job spec and submit description per job, one DAG per stage.
+
+Stage names and node names:
+
+====================  ==================  =====================================================
+stage                 job nodes           DAG file (written by)
+====================  ==================  =====================================================
+``probe``             ``probe-1`` ...     ``task.dag`` (submit), with the ``processing`` sub-DAG
+``probe-rK``          ``probe-rK-1`` ...  ``processing[-rK-1].dag`` (predag, when probes are too few)
+``processing``        ``job-1`` ...       ``processing[-rK].dag`` (predag processing)
+``tail-K``            ``tail-K-1`` ...    ``tail-K.dag`` (predag tail K)
+``resubmit-K``        ``resub-K-1`` ...   ``resubmit-K.dag`` (resubmit)
+====================  ==================  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from autosplit.dagbuilder import DagFile, DagNode, job_submit
+from autosplit.datasets.dataset import UNIT_SCHEMA
+from autosplit.pipeline.taskdir import PRE_SKIP_CODE, TaskDir
+from autosplit.worker import FileUnits, JobSpec
+
+POSTJOB_DEFER = (4, 30)  # SCRIPT DEFER 4 <seconds>: re-run a postjob that waits for its stage-out
+FATAL = 2  # postjob exit code that stops retries (RETRY ... UNLESS-EXIT 2)
+ABORT = 3  # postjob exit code that aborts the DAG (ABORT-DAG-ON ... 3)
+
+
+@dataclass
+class PlannedJob:
+    """A job about to be written: its node name, its units (ledger unit ids = dataset rows), its limits."""
+
+    node: str
+    unit_ids: np.ndarray
+    predicted_seconds: float | None = None
+    soft_limit_seconds: float | None = None
+    hard_limit_seconds: float | None = None
+    memory_mb: int = 2000
+    meta: dict = field(default_factory=dict)
+
+    def ledger_entry(self) -> dict:
+        return {
+            "node": self.node,
+            "unit_ids": self.unit_ids.tolist(),
+            "predicted_seconds": self.predicted_seconds,
+            "soft_limit_seconds": self.soft_limit_seconds,
+            "hard_limit_seconds": self.hard_limit_seconds,
+            "memory_mb": self.memory_mb,
+        }
+
+
+def node_prefix(stage: str) -> str:
+    """Job node prefix of a stage: ``probe``, ``probe-r2``, ``job``, ``tail-1``, ``resub-1``."""
+    if stage == "processing":
+        return "job"
+    if stage.startswith("resubmit-"):
+        return "resub-" + stage.removeprefix("resubmit-")
+    return stage
+
+
+def spec_files(task: TaskDir, unit_ids: np.ndarray) -> list[FileUnits]:
+    """The job's units grouped by their first file, each naming every file that holds it."""
+    ds = task.dataset
+    units = ds.units[np.asarray(unit_ids, dtype=np.int64)]
+    lfn = dict(zip(ds.files["file_id"].to_list(), ds.files["lfn"].to_list(), strict=True))
+    extras = [c for c in units.columns if c not in UNIT_SCHEMA]
+    grouped: dict[str, list[dict]] = {}
+    for row in units.select("run", "lumi", "events", "file_id", "file_ids", *extras).iter_rows(named=True):
+        unit = {
+            "run": row["run"],
+            "lumi": row["lumi"],
+            "events": row["events"],
+            "files": [lfn[f] for f in row["file_ids"]],
+            **{k: row[k] for k in extras if isinstance(row[k], int | float | str | bool)},
+        }
+        grouped.setdefault(lfn[row["file_id"]], []).append(unit)
+    return [FileUnits(lfn=name, units=items) for name, items in grouped.items()]
+
+
+def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
+    """Write the job's spec and submit description; return its DAG node (POST = postjob, RETRY)."""
+    config = task.config
+    job_dir = task.make_job_dir(job.node)
+    code = (
+        {"callable": config.code.callable} if config.code.callable else {"executable": config.code.executable}
+    )
+    spec = JobSpec(
+        task=config.task.name,
+        job_id=job.node,
+        stage=stage,
+        site=config.backend.site,
+        soft_limit_seconds=job.soft_limit_seconds,
+        hard_limit_seconds=job.hard_limit_seconds,
+        output_dir=str(task.output_dir(job.node)),
+        files=spec_files(task, job.unit_ids),
+        code=code,
+    )
+    spec.write(task.spec_path(job.node))
+    submit = job_submit(
+        node=job.node,
+        python=task.python(),
+        spec_path=task.spec_path(job.node),
+        report_path=task.report_path(job.node),
+        job_dir=config.code.path,
+        event_log=task.event_log,
+        soft_limit_seconds=job.soft_limit_seconds,
+        hard_limit_seconds=job.hard_limit_seconds,
+        grace_seconds=config.grace_seconds,
+        memory_mb=job.memory_mb,
+        site=config.backend.site,
+        task=config.task.name,
+        stage=stage,
+        batch_enforces_hard_limit=False,
+        batch_backstop=config.backend.kind == "condor",
+    )
+    # The job runs in the user's code directory (so module:function imports); its stdout/stderr go to
+    # the job directory.
+    text = (
+        str(submit)
+        .replace("output = job.out", f"output = {job_dir / 'job.out'}")
+        .replace("error = job.err", f"error = {job_dir / 'job.err'}")
+    )
+    (job_dir / "job.sub").write_text(text)
+    return DagNode(
+        name=job.node,
+        submit=str(job_dir / "job.sub"),
+        post=task.autosplit_argv("postjob", str(task.root), job.node, "$RETURN", "$RETRY", "$MAX_RETRIES"),
+        post_defer=POSTJOB_DEFER,
+        retries=config.limits.retries,
+        retry_unless_exit=FATAL,
+        abort_on=(ABORT, 1),
+    )
+
+
+def stage_dag(
+    task: TaskDir,
+    stage: str,
+    jobs: Sequence[PlannedJob],
+    *,
+    next_stage: str | None,
+    dag_name: str,
+) -> DagFile:
+    """A stage's DAG: its jobs, and a sub-DAG node for the next stage whose PRE script plans it."""
+    dag = DagFile(
+        node_status_file=str(task.dag_dir / f"{dag_name}.status"),
+        comment=f"autosplit task {task.name}: stage {stage} ({len(jobs)} jobs)",
+    )
+    for index, job in enumerate(jobs):
+        node = write_job(task, stage, job)
+        node.priority = len(jobs) - index  # factoring orders the biggest jobs first
+        dag.add(node)
+    if next_stage is not None:
+        dag.add(
+            DagNode(
+                name=next_stage,
+                subdag=str(task.stage_dag(next_stage)),
+                pre=task.autosplit_argv("predag", str(task.root), next_stage),
+                pre_skip=PRE_SKIP_CODE,
+                parents=[job.node for job in jobs],
+            )
+        )
+    return dag
+
+
+def write_dag_config(task: TaskDir, dag_name: str) -> str:
+    """A DAGMan CONFIG file limiting concurrent jobs of one DAG (throttles are per DAGMan process)."""
+    path = task.dag_dir / f"{dag_name}.config"
+    path.write_text(f"DAGMAN_MAX_JOBS_SUBMITTED = {task.config.max_jobs}\nDAGMAN_MAX_POST_SCRIPTS = 4\n")
+    return str(path)
+
+
+def frame_to_ids(units: pl.DataFrame) -> np.ndarray:
+    return units["unit_id"].to_numpy().astype(np.int64)

@@ -1,0 +1,306 @@
+"""The job wrapper: runs a job's payload, measures it, enforces the hard limit, and leaves a valid report.
+
+``autosplit wrapper SPEC`` is the executable of every job node. It starts the payload as a child process in
+its own process group: a Python callable (``python -m autosplit.worker``) or any executable, which finds
+its spec in ``AUTOSPLIT_JOB_SPEC`` and writes its report to ``AUTOSPLIT_JOB_REPORT``. It records the
+payload's wall time, CPU time and peak RSS (from ``wait4``), and, where no batch system enforces it,
+applies the hard limit: SIGTERM at ``hard_limit_seconds`` (the worker then stops at the next unit
+boundary), SIGKILL after a grace period. Whatever happens, the report file holds a valid report afterwards
+(built from the worker's progress journal when the payload could not write one), and the exit code says
+what happened:
+
+====  ==============================================================================================
+code  meaning
+====  ==============================================================================================
+0     success: every unit processed, or a soft stop (the report lists the unfinished units)
+80    the user code failed (an exception, or a non-zero exit of the executable)
+81    the payload exited 0 but its report is missing or invalid (the units it journaled count)
+82    killed at the hard limit (the report is marked ``hard_killed``; journaled units count)
+83    the wrapper could not run the job (bad spec, payload not startable)
+====  ==============================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autosplit.jobreport import JobReport, JobReportError
+from autosplit.worker import ENV_REPORT, ENV_SITE, ENV_SPEC, EXIT_USER_ERROR, JobSpec, JobSpecError
+
+EXIT_OK = 0
+EXIT_NO_REPORT = 81
+EXIT_HARD_KILLED = 82
+EXIT_WRAPPER_ERROR = 83
+DEFAULT_GRACE_SECONDS = 30.0
+
+
+@dataclass
+class WrapperResult:
+    """Outcome of one wrapped payload run."""
+
+    exit_code: int
+    report: JobReport | None
+    payload_exit_code: int | None
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+    hard_killed: bool
+
+
+def _assigned(spec: JobSpec) -> list[tuple[int, int]]:
+    return [(int(u["run"]), int(u["lumi"])) for file in spec.files for u in file.units]
+
+
+def _payload_argv(spec: JobSpec, spec_path: Path, report_path: Path) -> list[str]:
+    code = spec.code
+    if "callable" in code:
+        return [
+            sys.executable,
+            "-m",
+            "autosplit.worker",
+            str(spec_path),
+            str(report_path),
+            str(code["callable"]),
+        ]
+    argv = code.get("executable")
+    if isinstance(argv, str):
+        argv = [argv]
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise JobSpecError(f"{spec_path}: code.executable must be a non-empty list of strings (argv)")
+    return list(argv)
+
+
+def _journal_units(report_path: Path) -> list[dict[str, Any]]:
+    """Units the worker journaled as processed; a torn last line (a kill mid-write) is ignored."""
+    journal = report_path.with_name(report_path.name + ".progress")
+    units: list[dict[str, Any]] = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        lines = journal.read_text().splitlines()
+    except OSError:
+        return units
+    for line in lines:
+        try:
+            unit = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(unit, dict) and (unit.get("run"), unit.get("lumi")) not in seen:
+            seen.add((unit.get("run"), unit.get("lumi")))
+            units.append(unit)
+    return units
+
+
+def _fallback_report(
+    spec: JobSpec, report_path: Path, *, exit_code: int, message: str, hard_killed: bool
+) -> JobReport:
+    """A report from the progress journal, when the payload left none we can trust."""
+    assigned = set(_assigned(spec))
+    done = [u for u in _journal_units(report_path) if (u.get("run"), u.get("lumi")) in assigned]
+    done_keys = {(u["run"], u["lumi"]) for u in done}
+    try:
+        return JobReport(
+            job_id=spec.job_id,
+            stage=spec.stage,
+            attempt=spec.attempt,
+            site=spec.site,
+            exit_code=exit_code,
+            exit_message=message,
+            units=done,
+            unfinished=[{"run": r, "lumi": lu} for r, lu in _assigned(spec) if (r, lu) not in done_keys],
+            hard_killed=hard_killed,
+            meta={"report_source": "wrapper-journal"},
+        )
+    except JobReportError:  # a journal line that is not a valid unit: count nothing as done
+        return JobReport(
+            job_id=spec.job_id,
+            stage=spec.stage,
+            attempt=spec.attempt,
+            site=spec.site,
+            exit_code=exit_code,
+            exit_message=message,
+            unfinished=[{"run": r, "lumi": lu} for r, lu in _assigned(spec)],
+            hard_killed=hard_killed,
+            meta={"report_source": "wrapper"},
+        )
+
+
+class _HardLimit:
+    """SIGTERM the payload's process group at the limit, SIGKILL it after the grace period."""
+
+    def __init__(self, pgid: int, limit_seconds: float | None, grace_seconds: float) -> None:
+        self.pgid = pgid
+        self.grace_seconds = grace_seconds
+        self.fired = False
+        self.requested = False
+        self._exited = threading.Event()
+        self._thread = None
+        if limit_seconds is not None:
+            self._thread = threading.Thread(target=self._run, args=(limit_seconds,), daemon=True)
+            self._thread.start()
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.pgid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _run(self, limit_seconds: float) -> None:
+        if self._exited.wait(limit_seconds):
+            return
+        self._stop()
+
+    def _stop(self) -> None:
+        self.fired = True
+        self._signal(signal.SIGTERM)
+        if not self._exited.wait(self.grace_seconds):
+            self._signal(signal.SIGKILL)
+
+    def stop_now(self) -> None:
+        """Stop the payload now (the wrapper itself got SIGTERM: a kill or a batch-system removal)."""
+        if not self.fired and not self._exited.is_set():
+            self.requested = True
+            threading.Thread(target=self._stop, daemon=True).start()
+
+    def payload_exited(self) -> None:
+        self._exited.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def run_wrapper(
+    spec_path: str | os.PathLike[str],
+    *,
+    report_path: str | os.PathLike[str] | None = None,
+    site: str | None = None,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    enforce_hard_limit: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+) -> WrapperResult:
+    """Run the job described by ``spec_path``; see the module docstring for what happens and exit codes."""
+    spec_path = Path(spec_path).resolve()
+    spec = JobSpec.read(spec_path)
+    if site:
+        spec.site = site
+    elif not spec.site and os.environ.get(ENV_SITE):
+        spec.site = os.environ[ENV_SITE]
+    report = Path(report_path) if report_path else Path(spec.output_dir) / "report.json"
+    report = report.resolve()
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.unlink(missing_ok=True)  # a report left by an earlier attempt must not be mistaken for ours
+    report.with_name(report.name + ".progress").unlink(missing_ok=True)
+    argv = _payload_argv(spec, spec_path, report)
+    env = dict(os.environ)
+    env.update({ENV_SPEC: str(spec_path), ENV_REPORT: str(report)})
+    if spec.site:
+        env[ENV_SITE] = spec.site
+
+    import subprocess
+
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+    except OSError as exc:
+        raise JobSpecError(f"cannot start the payload {argv[0]!r}: {exc.strerror or exc}") from None
+    limit = spec.hard_limit_seconds if enforce_hard_limit else None
+    guard = _HardLimit(proc.pid, limit, grace_seconds)
+    pid_file = report.with_name("wrapper.pid")
+    pid_file.write_text(str(os.getpid()))
+    previous = _forward_sigterm(guard)
+    try:
+        _, status, usage = _wait(proc.pid)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        pid_file.unlink(missing_ok=True)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    guard.payload_exited()
+    wall = time.monotonic() - start
+    cpu = usage.ru_utime + usage.ru_stime
+    rss = int(usage.ru_maxrss) * 1024  # Linux reports kilobytes
+    payload_code = proc.returncode
+
+    if guard.fired:
+        exit_code = EXIT_HARD_KILLED
+        if guard.requested:
+            message = f"stopped on request (SIGTERM to the wrapper; payload exit {payload_code})"
+        else:
+            message = f"killed at the hard limit of {limit:.0f} s (payload exit {payload_code})"
+        final = _fallback_report(spec, report, exit_code=exit_code, message=message, hard_killed=True)
+        try:  # a worker that stopped cleanly on SIGTERM wrote a full report: keep its units
+            written = JobReport.from_json(report).validate(_assigned(spec))
+            final = _fallback_from(written, exit_code, message)
+        except JobReportError:
+            pass
+    else:
+        final, exit_code = _judge_report(spec, report, payload_code)
+
+    final.wall_seconds = round(wall, 6)
+    final.cpu_seconds = round(cpu, 6)
+    final.peak_rss_bytes = rss
+    if spec.site and not final.site:
+        final.site = spec.site
+    final = _with_unaccounted(final, spec)
+    final.to_json(report)
+    report.with_name(report.name + ".progress").unlink(missing_ok=True)
+    return WrapperResult(exit_code, final, payload_code, wall, cpu, rss, guard.fired)
+
+
+def _forward_sigterm(guard: _HardLimit):
+    """While the payload runs, a SIGTERM to the wrapper stops the payload gracefully (then SIGKILL)."""
+    try:
+        return signal.signal(signal.SIGTERM, lambda signum, frame: guard.stop_now())
+    except ValueError:  # not the main thread
+        return None
+
+
+def _wait(pid: int):
+    while True:
+        try:
+            return os.wait4(pid, 0)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
+            continue
+
+
+def _fallback_from(written: JobReport, exit_code: int, message: str) -> JobReport:
+    written.exit_code = exit_code
+    written.exit_message = message
+    written.hard_killed = True
+    return written
+
+
+def _judge_report(spec: JobSpec, report: Path, payload_code: int) -> tuple[JobReport, int]:
+    """Decide the wrapper's exit code from the payload's exit code and the report it left."""
+    try:
+        written = JobReport.from_json(report).validate(_assigned(spec))
+    except JobReportError as exc:
+        if payload_code == 0:
+            message = f"payload exited 0 but left no valid report: {exc}"
+            return _fallback_report(
+                spec, report, exit_code=EXIT_NO_REPORT, message=message, hard_killed=False
+            ), (EXIT_NO_REPORT)
+        message = f"payload exited with {payload_code} and left no valid report ({exc})"
+        return _fallback_report(
+            spec, report, exit_code=EXIT_USER_ERROR, message=message, hard_killed=False
+        ), (EXIT_USER_ERROR)
+    if payload_code != 0 or written.exit_code != 0:
+        if written.exit_code == 0:
+            written.exit_code = EXIT_USER_ERROR
+            written.exit_message = f"payload exited with {payload_code}"
+        return written, EXIT_USER_ERROR
+    return written, EXIT_OK
+
+
+def _with_unaccounted(report: JobReport, spec: JobSpec) -> JobReport:
+    """Assigned units the report does not mention are unfinished (never silently lost)."""
+    missing = report.unaccounted(_assigned(spec))
+    if missing:
+        report.unfinished = [*report.unfinished, *({"run": r, "lumi": lu} for r, lu in missing)]
+    return report.validate()
