@@ -20,6 +20,8 @@ files                  list            ``{"lfn": str, "units": [unit, ...]}``: t
                                        file that holds them (a lumi spanning files is listed under its first
                                        file and names all of them in ``files``)
 code                   object          ``{"callable": "module:function"}`` or ``{"executable": [argv...]}``
+stage_out              object | null   asynchronous stage-out: ``db``, ``temp_root``, ``destination``,
+                                       ``site``, ``budget_bytes`` (the wrapper stages outputs there)
 =====================  ==============  =========================================================
 
 A unit is ``{"run": int, "lumi": int, "events": int, "files": [lfn, ...], <features>}``.
@@ -105,6 +107,7 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     output_dir: str = "."
     files: list[FileUnits] = []
     code: dict[str, Any] = {}
+    stage_out: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> JobSpec:

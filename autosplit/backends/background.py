@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from autosplit.backends.local.control import request_halt, request_remove, running_pid
@@ -29,7 +30,8 @@ def start_background(
     """Start ``python -m autosplit.backends.local run DAG`` detached; returns its pid.
 
     Output goes to ``log_path`` (default ``<dag>.executor.log``). Does nothing and returns the running
-    executor's pid if one already runs this DAG.
+    executor's pid if one already runs this DAG. Returns once the executor holds the DAG's lock (or has
+    exited), so a caller that asks right after sees it running.
     """
     dag = Path(dag).resolve()
     existing = running_pid(dag)
@@ -59,4 +61,7 @@ def start_background(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
+    deadline = time.monotonic() + 10.0
+    while running_pid(dag) is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     return proc.pid

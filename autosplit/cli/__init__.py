@@ -50,7 +50,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from autosplit.cli import aso_cmd, dataset_cmd, internal_cmd, split_cmd, task_cmd, wrapper_cmd
+    from autosplit.cli import aso_cmd, dagman_cmd, dataset_cmd, internal_cmd, split_cmd, task_cmd, wrapper_cmd
 
     cli.add_command(dataset_cmd.dataset)
     cli.add_command(split_cmd.split_command)
@@ -58,6 +58,7 @@ def _register() -> None:
         cli.add_command(command)
     cli.add_command(wrapper_cmd.wrapper)
     cli.add_command(aso_cmd.aso)
+    cli.add_command(dagman_cmd.dagman)
 
 
 _register()

@@ -17,6 +17,9 @@ from autosplit.worker import JobSpecError
 )
 @click.option("--site", help="Site name to record (default: the spec's, or $AUTOSPLIT_SITE).")
 @click.option(
+    "--attempt", type=int, help="Retry number of this run (DAGMan's $(RETRY); default: the spec's)."
+)
+@click.option(
     "--grace",
     type=click.FloatRange(min=0),
     default=DEFAULT_GRACE_SECONDS,
@@ -26,7 +29,9 @@ from autosplit.worker import JobSpecError
 @click.option(
     "--no-hard-limit", is_flag=True, help="Do not enforce hard_limit_seconds (the batch system does it)."
 )
-def wrapper(spec: str, report: str | None, site: str | None, grace: float, no_hard_limit: bool) -> None:
+def wrapper(
+    spec: str, report: str | None, site: str | None, attempt: int | None, grace: float, no_hard_limit: bool
+) -> None:
     """Run one job: its payload under the soft and hard limits, then leave a valid job report.
 
     Exit codes: 0 success or soft stop; 80 user code failed; 81 report missing or invalid;
@@ -34,7 +39,12 @@ def wrapper(spec: str, report: str | None, site: str | None, grace: float, no_ha
     """
     try:
         result = run_wrapper(
-            spec, report_path=report, site=site, grace_seconds=grace, enforce_hard_limit=not no_hard_limit
+            spec,
+            report_path=report,
+            site=site,
+            attempt=attempt,
+            grace_seconds=grace,
+            enforce_hard_limit=not no_hard_limit,
         )
     except JobSpecError as exc:
         click.echo(f"autosplit wrapper: {exc}", err=True)

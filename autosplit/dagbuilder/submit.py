@@ -56,6 +56,8 @@ def job_submit(
         str(report_path),
         "--grace",
         f"{grace_seconds:g}",
+        "--attempt",
+        "$(RETRY)",
     ]
     if batch_enforces_hard_limit:
         arguments.append("--no-hard-limit")

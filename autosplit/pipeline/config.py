@@ -36,6 +36,10 @@ has a default)::
 
     [output]
     destination = "outputs"           # where outputs end (relative to the task directory)
+    stage_out = "direct"              # "aso": jobs leave outputs in a site temporary area, an agent moves them
+    temp_root = "site-temp"           # the site temporary area for "aso" (relative to the task directory)
+    # temp_budget_bytes = 50_000_000_000   # jobs wait (postjob DEFER) rather than grow the area beyond this
+    transfer_timeout = "6h"           # a job whose transfers take longer is retried
 
     [backend]
     kind = "local"                    # or "condor"
@@ -125,6 +129,9 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class OutputSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     destination: str = "outputs"
     stage_out: Literal["direct", "aso"] = "direct"
+    temp_root: str = "site-temp"
+    temp_budget_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    transfer_timeout: float | str = "6h"
 
 
 class BackendSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -222,13 +229,17 @@ def _finish(config: TaskConfig, base: Path, origin: str) -> TaskConfig:
         )
     if code.callable and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", code.callable):
         raise ConfigError(f"{origin}: [code] callable = {code.callable!r}: expected 'module:function'")
-    config.splitting.target_runtime = parse_duration(
-        config.splitting.target_runtime, "[splitting] target_runtime"
+    durations = (
+        (config.splitting, "target_runtime", "[splitting] target_runtime"),
+        (config.splitting, "probe_seconds", "[splitting] probe_seconds"),
+        (config.limits, "grace_seconds", "[limits] grace_seconds"),
+        (config.output, "transfer_timeout", "[output] transfer_timeout"),
     )
-    config.splitting.probe_seconds = parse_duration(
-        config.splitting.probe_seconds, "[splitting] probe_seconds"
-    )
-    config.limits.grace_seconds = parse_duration(config.limits.grace_seconds, "[limits] grace_seconds")
+    for section, name, key in durations:
+        try:
+            setattr(section, name, parse_duration(getattr(section, name), key))
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
     if config.splitting.probe_seconds >= config.splitting.target_runtime:
         raise ConfigError(
             f"{origin}: [splitting] probe_seconds must be shorter than target_runtime "

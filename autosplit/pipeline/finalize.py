@@ -52,6 +52,7 @@ def run_finalize(task: TaskDir, dag_status: int) -> tuple[int, dict[str, int]]:
         if dag_status not in (0,) and not killed and counts["done"] < counts["total"]:
             state = "failed"
         ledger.set_meta(state=state, finished=str(time.time()), dag_status=str(dag_status))
+    (task.root / "transfers.stop").touch()  # the stage-out agent, if any, exits once idle
     return (0 if counts["done"] == counts["total"] else 1), counts
 
 

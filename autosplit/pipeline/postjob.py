@@ -122,12 +122,18 @@ def _apply(
     }
     kind = verdict.kind
     if kind in ("ok", "wall-time") and report is not None and report.outputs:
-        try:
-            commit_outputs(report, task.output_dir(node), task.destination, node)
-        except OutputCommitError as exc:
-            verdict = Verdict("recoverable", f"stage-out failed: {exc}")
-            kind = verdict.kind
+        if task.config.output.stage_out == "aso":
+            waiting, verdict = _transfers(task, node, retry, report, verdict)
+            if waiting is not None:
+                return waiting
+        else:
+            try:
+                commit_outputs(report, task.output_dir(node), task.destination, node)
+            except OutputCommitError as exc:
+                verdict = Verdict("recoverable", f"stage-out failed: {exc}")
+        if verdict.kind not in ("ok", "wall-time"):
             details["usable_report"] = report.has_unit_seconds
+        kind = verdict.kind
     if kind in ("ok", "wall-time"):
         done = [(u["run"], u["lumi"]) for u in report.units] if report else []
         unfinished = int(job["n_units"]) - len(done)
@@ -214,6 +220,73 @@ def _apply(
         details=details,
     )
     return PostjobResult(record.decision, record.outcome, record.message)
+
+
+def _transfers(task: TaskDir, node: str, retry: int, report: JobReport, verdict: Verdict):
+    """Asynchronous stage-out: (DEFER result, verdict) while transfers move, else (None, updated verdict)."""
+    from autosplit.pipeline.aso import OutcomeKind, job_transfer_outcome, kill_job_transfers, register_outputs
+
+    info = report.meta.get("stage_out")
+    if not isinstance(info, dict):
+        return None, Verdict("recoverable", "the job's outputs were not staged out")
+    db = task.transfer_db
+    if not info.get("admitted"):
+        staged_root = task.temp_root / task.config.backend.site
+        registration = register_outputs(
+            db,
+            task.name,
+            node,
+            retry,
+            info["staged"],
+            temp_root=staged_root,
+            destination_root=task.destination,
+            source_site=task.config.backend.site,
+            dest_site="destination",
+            temp_budget_bytes=task.config.output.temp_budget_bytes,
+        )
+        if not registration.admitted:
+            ensure_agent(task)
+            return PostjobResult(DEFER, "deferred", "waiting for room in the site's temporary area"), verdict
+    outcome = job_transfer_outcome(db, task.name, node, retry)
+    if outcome.kind is OutcomeKind.IN_FLIGHT:
+        age = time.time() - (outcome.oldest_registered_at or time.time())
+        if age <= task.config.output.transfer_timeout:
+            ensure_agent(task)
+            message = f"{outcome.done}/{outcome.files} file(s) transferred"
+            return PostjobResult(DEFER, "deferred", message), verdict
+        kill_job_transfers(db, task.name, node, retry, reason="stage-out timed out")
+        return None, Verdict("recoverable", f"stage-out timed out after {age:.0f} s")
+    if outcome.kind is OutcomeKind.RECOVERABLE_FAILURE:
+        return None, Verdict("recoverable", outcome.reason or "stage-out failed")
+    if outcome.kind is OutcomeKind.PERMANENT_FAILURE:
+        return None, Verdict("fatal", outcome.reason or "stage-out failed permanently")
+    if outcome.kind is OutcomeKind.NONE:
+        return None, Verdict("recoverable", "no transfer was registered for the job's outputs")
+    return None, verdict
+
+
+def ensure_agent(task: TaskDir) -> int:
+    """Start the task's stage-out agent unless one is running (its pid is kept in the task directory)."""
+    import os
+
+    from autosplit.pipeline.aso import spawn_agent
+
+    pid_file = task.root / "transfers.agent.pid"
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        pass
+    (task.root / "transfers.stop").unlink(missing_ok=True)  # left by an earlier end of the task
+    proc = spawn_agent(
+        task.transfer_db,
+        log_path=task.logs_dir / "aso-agent.log",
+        until="stopped",
+        stop_file=task.root / "transfers.stop",
+    )
+    pid_file.write_text(str(proc.pid))
+    return proc.pid
 
 
 def main(task_dir: str, node: str, return_code: str, retry: str, max_retries: str) -> int:

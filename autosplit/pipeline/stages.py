@@ -26,7 +26,8 @@ from autosplit.datasets.dataset import UNIT_SCHEMA
 from autosplit.pipeline.taskdir import PRE_SKIP_CODE, TaskDir
 from autosplit.worker import FileUnits, JobSpec
 
-POSTJOB_DEFER = (4, 30)  # SCRIPT DEFER 4 <seconds>: re-run a postjob that waits for its stage-out
+# SCRIPT DEFER 4 <seconds>: re-run a postjob that waits for its stage-out, sooner on one machine.
+POSTJOB_DEFER_SECONDS = {"local": 5, "condor": 300}
 FATAL = 2  # postjob exit code that stops retries (RETRY ... UNLESS-EXIT 2)
 ABORT = 3  # postjob exit code that aborts the DAG (ABORT-DAG-ON ... 3)
 
@@ -99,6 +100,7 @@ def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
         output_dir=str(task.output_dir(job.node)),
         files=spec_files(task, job.unit_ids),
         code=code,
+        stage_out=_stage_out(task),
     )
     spec.write(task.spec_path(job.node))
     submit = job_submit(
@@ -130,11 +132,24 @@ def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
         name=job.node,
         submit=str(job_dir / "job.sub"),
         post=task.autosplit_argv("postjob", str(task.root), job.node, "$RETURN", "$RETRY", "$MAX_RETRIES"),
-        post_defer=POSTJOB_DEFER,
+        post_defer=(4, POSTJOB_DEFER_SECONDS[config.backend.kind]),
         retries=config.limits.retries,
         retry_unless_exit=FATAL,
         abort_on=(ABORT, 1),
     )
+
+
+def _stage_out(task: TaskDir) -> dict | None:
+    output = task.config.output
+    if output.stage_out != "aso":
+        return None
+    return {
+        "db": str(task.transfer_db),
+        "temp_root": str(task.temp_root / task.config.backend.site),
+        "destination": str(task.destination),
+        "site": task.config.backend.site,
+        "budget_bytes": output.temp_budget_bytes,
+    }
 
 
 def stage_dag(

@@ -93,6 +93,15 @@ class TaskDir:
         return self.job_dir(node) / "out"
 
     @property
+    def transfer_db(self) -> Path:
+        return self.root / "transfers.sqlite"
+
+    @property
+    def temp_root(self) -> Path:
+        root = Path(self.config.output.temp_root)
+        return root if root.is_absolute() else self.root / root
+
+    @property
     def destination(self) -> Path:
         dest = Path(self.config.output.destination)
         return dest if dest.is_absolute() else self.root / dest

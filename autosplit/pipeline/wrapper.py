@@ -180,6 +180,7 @@ def run_wrapper(
     *,
     report_path: str | os.PathLike[str] | None = None,
     site: str | None = None,
+    attempt: int | None = None,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     enforce_hard_limit: bool = True,
     cwd: str | os.PathLike[str] | None = None,
@@ -187,6 +188,8 @@ def run_wrapper(
     """Run the job described by ``spec_path``; see the module docstring for what happens and exit codes."""
     spec_path = Path(spec_path).resolve()
     spec = JobSpec.read(spec_path)
+    if attempt is not None:
+        spec.attempt = int(attempt)
     if site:
         spec.site = site
     elif not spec.site and os.environ.get(ENV_SITE):
@@ -242,6 +245,15 @@ def run_wrapper(
     else:
         final, exit_code = _judge_report(spec, report, payload_code)
 
+    if exit_code in (EXIT_OK, EXIT_HARD_KILLED) and spec.stage_out and final.outputs and _from_payload(final):
+        try:
+            final.meta = {**final.meta, "stage_out": stage_out(spec, final, report.parent)}
+        except Exception as exc:  # the outputs are not safe in the temporary area: the units cannot count
+            exit_code = EXIT_NO_REPORT
+            final.exit_code = EXIT_NO_REPORT
+            final.exit_message = (
+                f"stage-out to the site's temporary area failed: {' '.join(str(exc).split())}"
+            )
     final.wall_seconds = round(wall, 6)
     final.cpu_seconds = round(cpu, 6)
     final.peak_rss_bytes = rss
@@ -251,6 +263,44 @@ def run_wrapper(
     final.to_json(report)
     report.with_name(report.name + ".progress").unlink(missing_ok=True)
     return WrapperResult(exit_code, final, payload_code, wall, cpu, rss, guard.fired)
+
+
+def _from_payload(report: JobReport) -> bool:
+    return report.meta.get("report_source") is None
+
+
+def stage_out(spec: JobSpec, report: JobReport, job_dir: Path) -> dict[str, Any]:
+    """Copy the report's outputs to the site's temporary area and register them for transfer.
+
+    Destination names are ``<job>/<name relative to the job's output directory>``. Returns what the
+    postjob needs (the staged records, and whether the site's temporary-space budget admitted them).
+    """
+    from autosplit.pipeline.aso import register_outputs, stage_to_temp
+
+    info = spec.stage_out or {}
+    out_dir = Path(spec.output_dir).resolve()
+    outputs = {}
+    for output in report.outputs:
+        local = Path(output.name)
+        local = local if local.is_absolute() else out_dir / local
+        relative = local.resolve().relative_to(out_dir)  # ValueError for a path outside the directory
+        outputs[str(local)] = f"{spec.job_id}/{relative.as_posix()}"
+    staged = stage_to_temp(
+        outputs, info["temp_root"], task=spec.task, job_id=spec.job_id, attempt=spec.attempt
+    )
+    registration = register_outputs(
+        info["db"],
+        spec.task,
+        spec.job_id,
+        spec.attempt,
+        staged,
+        temp_root=info["temp_root"],
+        destination_root=info["destination"],
+        source_site=info.get("site") or "local",
+        dest_site="destination",
+        temp_budget_bytes=info.get("budget_bytes"),
+    )
+    return {"staged": [s.to_dict() for s in staged], "admitted": registration.admitted}
 
 
 def _forward_sigterm(guard: _HardLimit):
