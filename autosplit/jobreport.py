@@ -42,13 +42,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from autosplit._io import atomic_write_text
 from autosplit.errors import AutosplitError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -350,17 +350,7 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         """The report as JSON text; when ``path`` is given also write it atomically (temp file + rename)."""
         text = msgspec.json.format(msgspec.json.encode(self), indent=1).decode()
         if path is not None:
-            target = Path(path)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(text + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_text(path, text + "\n", fsync=True)
         return text
 
     @classmethod

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from autosplit._io import json_default
 from autosplit.errors import AutosplitError
 
 LEDGER_FORMAT = "autosplit-ledger/1"
@@ -276,7 +277,7 @@ class Ledger:
                 return False
             cur.execute(
                 "INSERT INTO stages (name, position, state, n_jobs, info, created) VALUES (?, ?, 'planned', ?, ?, ?)",
-                (name, position, len(jobs), json.dumps(dict(info or {}), default=_json_default), now),
+                (name, position, len(jobs), json.dumps(dict(info or {}), default=json_default), now),
             )
             for job in jobs:
                 node = job["node"]
@@ -335,12 +336,12 @@ class Ledger:
                 position = cur.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM stages").fetchone()[0]
                 cur.execute(
                     "INSERT INTO stages (name, position, state, n_jobs, info, created) VALUES (?, ?, ?, 0, ?, ?)",
-                    (name, position, state, json.dumps(merged, default=_json_default), time.time()),
+                    (name, position, state, json.dumps(merged, default=json_default), time.time()),
                 )
             else:
                 cur.execute(
                     "UPDATE stages SET state = ?, info = ? WHERE name = ?",
-                    (state, json.dumps(merged, default=_json_default), name),
+                    (state, json.dumps(merged, default=json_default), name),
                 )
 
     # ------------------------------------------------------------------ queries
@@ -536,6 +537,22 @@ class Ledger:
                 cur.execute("UPDATE jobs SET state = ? WHERE node = ?", (final_job_state, node))
         return AttemptRecord(node, attempt, decision, outcome, message)
 
+    def escalate_attempt(self, node: str, attempt: int, decision: int, message: str) -> None:
+        """Change a recorded decision (e.g. to abort the DAG) so a re-run of the script returns it too."""
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE attempts SET decision = ?, message = ? WHERE node = ? AND attempt = ?",
+                (decision, message, node, attempt),
+            )
+
+    def stage_failure_counts(self, stage: str) -> tuple[int, int]:
+        """(jobs of ``stage`` that ended, of which failed) — ended = accounted for by their last postjob."""
+        row = self._db.execute(
+            "SELECT COUNT(*), SUM(state = 'failed') FROM jobs WHERE stage = ? AND state != 'planned'",
+            (stage,),
+        ).fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
+
     # ------------------------------------------------------------------ operator actions
     def quarantine(
         self, unit_ids: Iterable[int], reason: str, *, only_states: Sequence[str] = ("pending",)
@@ -594,13 +611,3 @@ class Ledger:
 def _chunks(values: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

@@ -66,6 +66,7 @@ from typing import Any
 
 import msgspec
 
+from autosplit._io import atomic_write_text
 from autosplit.errors import AutosplitError
 from autosplit.jobreport import JobReport, OutputFile
 
@@ -131,11 +132,7 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the spec as JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(msgspec.json.encode(self))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, msgspec.json.encode(self).decode())
 
     def check(self, origin: str = "job spec") -> None:
         for name in ("soft_deadline", "soft_limit_seconds", "hard_limit_seconds"):

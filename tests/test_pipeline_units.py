@@ -228,3 +228,19 @@ def test_finalize_status_and_report_agree(tmp_path) -> None:
     assert status["stages"]["probe"]["states"] == {"done": len(probes(task))}
     report = JobReport.from_json(task.archived_report(probes(task)[0], 0))
     assert report.units and np.isfinite(status["units"]["total"])
+
+
+def test_postjob_aborts_the_dag_when_most_jobs_of_a_stage_fail(tmp_path) -> None:
+    task = make_task(tmp_path, n_units=40, probes=10, probe_fraction=0.5)
+    nodes = probes(task)
+    assert len(nodes) == 10
+    results = []
+    for node in nodes:
+        with task.ledger() as ledger:
+            lumi = ledger.job_assignment(node)[0][1]
+        fake_report(task, node, done=0, exit_code=80, failed_lumi=lumi)
+        results.append(run_postjob(task, node, 80, 0, 1))
+    assert [r.decision for r in results[:9]] == [0] * 9
+    assert results[9].decision == 3 and "10 of 10 jobs of stage probe failed" in results[9].message
+    assert run_postjob(task, nodes[9], 80, 0, 1).decision == 3, "the abort is stored: a re-run repeats it"
+    assert "aborted" in task_status(task)["error"]

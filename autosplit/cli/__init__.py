@@ -13,20 +13,16 @@ from typing import Any
 import click
 
 from autosplit import __version__
-from autosplit.errors import AutosplitError
+from autosplit.cli.errors import EXIT_USAGE as EXIT_USAGE
+from autosplit.cli.errors import OneLineErrors
 
-EXIT_USAGE = 2
 
-
-class _Root(click.Group):
-    """Click group that reports library errors as one line."""
+class _Root(OneLineErrors):
+    """The root group: library errors as one line, interrupts and internal errors without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except AutosplitError as exc:
-            click.echo(f"autosplit: error: {exc}", err=True)
-            ctx.exit(EXIT_USAGE)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -50,10 +46,20 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from autosplit.cli import aso_cmd, dagman_cmd, dataset_cmd, internal_cmd, split_cmd, task_cmd, wrapper_cmd
+    from autosplit.cli import (
+        aso_cmd,
+        dagman_cmd,
+        dataset_cmd,
+        dryrun_cmd,
+        internal_cmd,
+        split_cmd,
+        task_cmd,
+        wrapper_cmd,
+    )
 
     cli.add_command(dataset_cmd.dataset)
     cli.add_command(split_cmd.split_command)
+    cli.add_command(dryrun_cmd.dryrun_command)
     for command in (*task_cmd.COMMANDS, *internal_cmd.COMMANDS):
         cli.add_command(command)
     cli.add_command(wrapper_cmd.wrapper)

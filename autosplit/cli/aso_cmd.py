@@ -15,8 +15,8 @@ from typing import Any
 import click
 from rich.table import Table
 
+from autosplit.cli.errors import OneLineErrors
 from autosplit.cli.output import console, echo_json, human_bytes, human_seconds, key_value_table
-from autosplit.errors import AutosplitError
 from autosplit.pipeline.aso.agent import AgentConfig, run_agent
 from autosplit.pipeline.aso.db import State, TransferDB, using_db
 from autosplit.pipeline.aso.flow import DestinationLimit, FlowLimits, RetryPolicy
@@ -24,7 +24,6 @@ from autosplit.pipeline.aso.outcome import kill_job_transfers
 from autosplit.pipeline.aso.status import status_summary
 from autosplit.pipeline.aso.transports import PosixTransport
 
-EXIT_USAGE = 2
 _UNITS = {
     "": 1,
     "b": 1,
@@ -58,18 +57,7 @@ class ByteSize(click.ParamType):
         return int(float(match.group(1)) * _UNITS[unit])
 
 
-class _AsoGroup(click.Group):
-    """Reports library errors as one line (also when run as ``python -m autosplit.pipeline.aso``)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AutosplitError as exc:
-            click.echo(f"autosplit: error: {exc}", err=True)
-            ctx.exit(EXIT_USAGE)
-
-
-@click.group(cls=_AsoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 def aso() -> None:
     """Asynchronous stage-out: move job outputs from site temporary areas to their destination.
 

@@ -22,25 +22,13 @@ from autosplit.backends.local import (
     run_dag,
     running_pid,
 )
+from autosplit.cli.errors import OneLineErrors
 from autosplit.cli.output import console, echo_json, human_seconds, key_value_table
-from autosplit.errors import AutosplitError
 
-EXIT_USAGE = 2
 STATUS_NAMES = ["NOT_READY", "READY", "PRERUN", "SUBMITTED", "POSTRUN", "DONE", "ERROR", "FUTILE"]
 
 
-class _DagmanGroup(click.Group):
-    """Reports library errors as one line, also when the group is used on its own."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AutosplitError as exc:
-            click.echo(f"autosplit: error: {exc}", err=True)
-            ctx.exit(EXIT_USAGE)
-
-
-@click.group(cls=_DagmanGroup)
+@click.group(cls=OneLineErrors)
 def dagman() -> None:
     """Run DAG files with the embedded DAGMan-compatible executor, and halt, resume or remove them.
 

@@ -183,7 +183,7 @@ def _print_status(status: dict[str, Any], long: bool) -> None:
         for item in status["quarantine_reasons"]:
             out.print(f"quarantined {item['units']} unit(s): {item['reason']}")
     if status.get("transfers"):
-        out.print(f"transfers: {status['transfers']}")
+        out.print(status["transfers"]["line"])
 
 
 @click.command("status")

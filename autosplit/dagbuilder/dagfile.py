@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autosplit._io import atomic_write_text
 from autosplit.errors import AutosplitError
 
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -139,8 +140,4 @@ class DagFile:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically (temporary file + rename), so DAGMan never reads half a DAG."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.render())
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, self.render())

@@ -38,6 +38,8 @@ def job_submit(
     stage: str,
     batch_enforces_hard_limit: bool = False,
     batch_backstop: bool = True,
+    stdout: str | os.PathLike[str] = "job.out",
+    stderr: str | os.PathLike[str] = "job.err",
 ) -> Any:
     """The submit description of one job node: runs ``python -m autosplit wrapper SPEC``.
 
@@ -69,8 +71,8 @@ def job_submit(
         "executable": str(python),
         "arguments": " ".join(arguments),
         "initialdir": str(Path(job_dir)),
-        "output": "job.out",
-        "error": "job.err",
+        "output": str(stdout),
+        "error": str(stderr),
         "log": str(event_log),
         "environment": '"' + " ".join(f"{k}={v}" for k, v in environment.items()) + '"',
         "request_memory": str(int(memory_mb)),

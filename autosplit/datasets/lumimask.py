@@ -12,12 +12,12 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autosplit._arrays import sorted_unique
+from autosplit._io import atomic_write_text, read_json_source
 from autosplit.errors import LumiMaskError
 
 RUN_FACTOR = 2**32
@@ -130,15 +130,7 @@ class LumiMask:
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> LumiMask:
         """Read a golden JSON from a file path, or from a JSON string (text starting with ``{``)."""
-        origin = "JSON text"
-        if isinstance(source, str) and source.lstrip().startswith("{"):
-            text = source
-        else:
-            origin = str(source)
-            try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise LumiMaskError(f"{origin}: cannot read lumi mask ({exc.strerror or exc})") from None
+        text, origin = read_json_source(source, LumiMaskError, "lumi mask")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -207,7 +199,7 @@ class LumiMask:
         """Golden-JSON text; also written to ``path`` when given."""
         text = json.dumps(self.to_dict())
         if path is not None:
-            Path(path).write_text(text + "\n")
+            atomic_write_text(path, text + "\n")
         return text
 
     def to_cmssw(self) -> str:

@@ -33,6 +33,8 @@ has a default)::
     max_unit_failures = 2             # a unit failing this often is quarantined
     memory_mb = 2000
     grace_seconds = 60                # SIGTERM -> SIGKILL grace at the hard limit
+    abort_fraction = 0.9              # abort the task when this fraction of a stage's jobs failed ...
+    abort_min_jobs = 10               # ... once at least this many of them have ended
 
     [output]
     destination = "outputs"           # where outputs end (relative to the task directory)
@@ -124,6 +126,8 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_unit_failures: Annotated[int, msgspec.Meta(ge=1, le=10)] = 2
     memory_mb: Annotated[int, msgspec.Meta(gt=0)] = 2000
     grace_seconds: float | str = 60.0
+    abort_fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
+    abort_min_jobs: Annotated[int, msgspec.Meta(ge=1)] = 10
 
 
 class OutputSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -209,11 +213,16 @@ def load_config(path: str | os.PathLike[str]) -> TaskConfig:
         raise ConfigError(f"{origin}: no such task file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{origin}: not valid TOML ({exc})") from None
+    return config_from_dict(raw, base=path.parent.resolve(), origin=origin)
+
+
+def config_from_dict(raw: dict[str, Any], *, base: Path, origin: str = "task configuration") -> TaskConfig:
+    """Validate a configuration given as nested dicts (the TOML's structure); paths relative to ``base``."""
     try:
         config = msgspec.convert(raw, type=TaskConfig)
     except msgspec.ValidationError as exc:
         raise _explain(exc, origin) from None
-    return _finish(config, path.parent.resolve(), origin)
+    return _finish(config, base, origin)
 
 
 def _finish(config: TaskConfig, base: Path, origin: str) -> TaskConfig:

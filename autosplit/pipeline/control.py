@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 from autosplit.backends.background import request_remove, running_pid, start_background
-from autosplit.dagbuilder import DagFile, DagNode
+from autosplit.dagbuilder import DagFile
 from autosplit.pipeline.config import dump_config
-from autosplit.pipeline.stages import write_dag_config
-from autosplit.pipeline.taskdir import PRE_SKIP_CODE, TaskDir, TaskError
+from autosplit.pipeline.stages import finalize_node, subdag_node, write_dag_config
+from autosplit.pipeline.taskdir import TaskDir, TaskError
 
 
 def start(task: TaskDir, dag: Path | None = None) -> int | None:
@@ -112,23 +112,8 @@ def resubmit(
         comment=f"autosplit task {task.name}: resubmission {number}",
     )
     dag.config_file = write_dag_config(task, f"{key}-top")
-    dag.add(
-        DagNode(
-            name=key,
-            subdag=str(task.stage_dag(key)),
-            pre=task.autosplit_argv("predag", str(task.root), key),
-            pre_skip=PRE_SKIP_CODE,
-        )
-    )
-    noop = task.dag_dir / "noop.sub"
-    if not noop.exists():
-        noop.write_text("executable = /bin/true\nqueue\n")
-    dag.final = DagNode(
-        name="finalize",
-        submit=str(noop),
-        noop=True,
-        pre=task.autosplit_argv("finalize", str(task.root), "$DAG_STATUS"),
-    )
+    dag.add(subdag_node(task, key))
+    dag.final = finalize_node(task)
     dag.write(top)
     start(task, top)
     return {"released": released, "stage": key, "dag": str(top)}

@@ -85,6 +85,10 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         report, problem = _read_report(task, node, retry, assignment)
         verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
         result = _apply(task, ledger, job, retry, max_retries, return_code, report, verdict)
+        if result.decision == OK and result.outcome in _FAILED_OUTCOMES:
+            result = _maybe_abort(task, ledger, job["stage"], node, retry, result)
+    if result.decision == DEFER:
+        return result  # nothing decided yet: DAGMan runs this script again later
     _log(
         task,
         f"{node} attempt {retry}: $RETURN={return_code} -> {result.outcome} (exit {result.decision}): "
@@ -134,6 +138,13 @@ def _apply(
         if verdict.kind not in ("ok", "wall-time"):
             details["usable_report"] = report.has_unit_seconds
         kind = verdict.kind
+
+    def close(decision: int, outcome: str, message: str, **change: object) -> PostjobResult:
+        record = ledger.close_attempt(
+            node, retry, decision=decision, outcome=outcome, message=message, details=details, **change
+        )
+        return PostjobResult(record.decision, record.outcome, record.message)
+
     if kind in ("ok", "wall-time"):
         done = [(u["run"], u["lumi"]) for u in report.units] if report else []
         unfinished = int(job["n_units"]) - len(done)
@@ -141,85 +152,64 @@ def _apply(
         if unfinished:
             where = "unfinished after the last stage" if final else "unfinished, back to pending"
             message = f"{verdict.reason}; {unfinished} unit(s) {where}"
-        record = ledger.close_attempt(
-            node,
-            retry,
-            decision=OK,
-            outcome="killed" if killed else ("soft-stopped" if report and report.soft_stopped else kind),
+        outcome = "killed" if killed else ("soft-stopped" if report and report.soft_stopped else kind)
+        return close(
+            OK,
+            outcome,
+            message,
             done=done,
-            returned="all",
             quarantine_returned=final and not killed,
             final_job_state="killed" if killed else "finished",
-            message=message,
-            details=details,
         )
-        return PostjobResult(record.decision, record.outcome, record.message)
     if kind == "unit-failure" or killed:
-        record = ledger.close_attempt(
-            node,
-            retry,
-            decision=OK,
-            outcome="killed" if killed else "unit-failure",
-            returned="all",
+        return close(
+            OK,
+            "killed" if killed else "unit-failure",
+            verdict.reason,
             blamed=verdict.blamed,
-            quarantine_returned=False,
             final_job_state="killed" if killed else "failed",
-            message=verdict.reason,
-            details=details,
         )
-        return PostjobResult(record.decision, record.outcome, record.message)
     if kind == "rejected":
-        record = ledger.close_attempt(
-            node,
-            retry,
-            decision=OK,
-            outcome="rejected",
-            returned="all",
+        return close(
+            OK,
+            "rejected",
+            verdict.reason,
             count_failure=True,
             quarantine_returned=final,
             final_job_state="failed",
-            message=verdict.reason,
-            details=details,
         )
-        return PostjobResult(record.decision, record.outcome, record.message)
     if kind == "fatal":
-        record = ledger.close_attempt(
-            node,
-            retry,
-            decision=FATAL,
-            outcome="fatal",
-            returned="all",
-            count_failure=True,
-            final_job_state="failed",
-            message=verdict.reason,
-            details=details,
-        )
-        return PostjobResult(record.decision, record.outcome, record.message)
-    # recoverable
-    if retry < max_retries:
-        record = ledger.close_attempt(
-            node,
-            retry,
-            decision=RETRY,
-            outcome="retry",
-            returned="none",
-            message=verdict.reason,
-            details=details,
-        )
-        return PostjobResult(record.decision, record.outcome, record.message)
-    record = ledger.close_attempt(
-        node,
-        retry,
-        decision=OK,
-        outcome="failed",
-        returned="all",
+        return close(FATAL, "fatal", verdict.reason, count_failure=True, final_job_state="failed")
+    if retry < max_retries:  # recoverable, and the same job may try again with the same units
+        return close(RETRY, "retry", verdict.reason, returned="none")
+    return close(
+        OK,
+        "failed",
+        f"{verdict.reason} (after {retry + 1} attempt(s))",
         count_failure=True,
         quarantine_returned=final,
         final_job_state="failed",
-        message=f"{verdict.reason} (after {retry + 1} attempt(s))",
-        details=details,
     )
-    return PostjobResult(record.decision, record.outcome, record.message)
+
+
+_FAILED_OUTCOMES = ("failed", "unit-failure", "rejected")
+
+
+def _maybe_abort(
+    task: TaskDir, ledger: Ledger, stage: str, node: str, retry: int, result: PostjobResult
+) -> PostjobResult:
+    """Abort the DAG when most of a stage's jobs failed: something is wrong with the code or the data, and
+    running the rest (and its tails) would only waste the pool. The reason is kept for ``status``."""
+    limits = task.config.limits
+    ended, failed = ledger.stage_failure_counts(stage)
+    if ended < limits.abort_min_jobs or failed < limits.abort_fraction * ended:
+        return result
+    message = (
+        f"{failed} of {ended} jobs of stage {stage} failed (last: {result.message}); the task is aborted"
+    )
+    ledger.escalate_attempt(node, retry, ABORT, message)
+    ledger.set_meta(error=message)
+    return PostjobResult(ABORT, result.outcome, message)
 
 
 def _transfers(task: TaskDir, node: str, retry: int, report: JobReport, verdict: Verdict):

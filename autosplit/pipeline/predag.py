@@ -78,17 +78,18 @@ def usable_reports(task: TaskDir, ledger: Ledger) -> list[JobReport]:
     return reports
 
 
-def fit_models(task: TaskDir, reports: list[JobReport]) -> dict[str, Any]:
-    """Cost model (required) and output/memory models (when the reports measured them)."""
+def fit_models(config: Any, dataset: Any, reports: list[JobReport]) -> dict[str, Any]:
+    """Cost model (required) and output/memory models (when the reports measured them).
+
+    ``dataset`` supplies unit features for reports that carry only run and lumi.
+    """
     from autosplit.estimators import MemoryModel, OutputModel, UnitCostModel
 
-    alpha = task.config.splitting.alpha
-    models: dict[str, Any] = {
-        "cost": UnitCostModel(match_quantile=1.0 - alpha).fit(reports, units=task.dataset)
-    }
+    alpha = config.splitting.alpha
+    models: dict[str, Any] = {"cost": UnitCostModel(match_quantile=1.0 - alpha).fit(reports, units=dataset)}
     for name, cls in (("output", OutputModel), ("memory", MemoryModel)):
         try:
-            models[name] = cls().fit(reports, units=task.dataset)
+            models[name] = cls().fit(reports, units=dataset)
         except AutosplitError:
             pass
     return models
@@ -222,7 +223,7 @@ def run_predag(task: TaskDir, key: str) -> PredagResult:
             message = _no_estimate_message(ledger)
             ledger.set_meta(error=message)
             raise PredagError(message)
-        models = fit_models(task, reports)
+        models = fit_models(config, task.dataset, reports)
         unit_ids = pending_units["unit_id"].to_numpy().astype(np.int64)
         pending = task.dataset.take(unit_ids)
         info = model_info(models, pending.units)

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from autosplit.dagbuilder import DagFile, DagNode, job_submit
+from autosplit.datasets import Dataset
 from autosplit.datasets.dataset import UNIT_SCHEMA
 from autosplit.pipeline.taskdir import PRE_SKIP_CODE, TaskDir
 from autosplit.worker import FileUnits, JobSpec
@@ -64,9 +65,8 @@ def node_prefix(stage: str) -> str:
     return stage
 
 
-def spec_files(task: TaskDir, unit_ids: np.ndarray) -> list[FileUnits]:
-    """The job's units grouped by their first file, each naming every file that holds it."""
-    ds = task.dataset
+def spec_files(ds: Dataset, unit_ids: np.ndarray) -> list[FileUnits]:
+    """The job's units (rows of ``ds.units``) grouped by their first file, each naming every file holding it."""
     units = ds.units[np.asarray(unit_ids, dtype=np.int64)]
     lfn = dict(zip(ds.files["file_id"].to_list(), ds.files["lfn"].to_list(), strict=True))
     extras = [c for c in units.columns if c not in UNIT_SCHEMA]
@@ -98,7 +98,7 @@ def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
         soft_limit_seconds=job.soft_limit_seconds,
         hard_limit_seconds=job.hard_limit_seconds,
         output_dir=str(task.output_dir(job.node)),
-        files=spec_files(task, job.unit_ids),
+        files=spec_files(task.dataset, job.unit_ids),
         code=code,
         stage_out=_stage_out(task),
     )
@@ -119,15 +119,11 @@ def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
         stage=stage,
         batch_enforces_hard_limit=False,
         batch_backstop=config.backend.kind == "condor",
+        # The job runs in the user's code directory (so module:function imports); its output stays here.
+        stdout=job_dir / "job.out",
+        stderr=job_dir / "job.err",
     )
-    # The job runs in the user's code directory (so module:function imports); its stdout/stderr go to
-    # the job directory.
-    text = (
-        str(submit)
-        .replace("output = job.out", f"output = {job_dir / 'job.out'}")
-        .replace("error = job.err", f"error = {job_dir / 'job.err'}")
-    )
-    (job_dir / "job.sub").write_text(text)
+    (job_dir / "job.sub").write_text(str(submit))
     return DagNode(
         name=job.node,
         submit=str(job_dir / "job.sub"),
@@ -170,16 +166,32 @@ def stage_dag(
         node.priority = len(jobs) - index  # factoring orders the biggest jobs first
         dag.add(node)
     if next_stage is not None:
-        dag.add(
-            DagNode(
-                name=next_stage,
-                subdag=str(task.stage_dag(next_stage)),
-                pre=task.autosplit_argv("predag", str(task.root), next_stage),
-                pre_skip=PRE_SKIP_CODE,
-                parents=[job.node for job in jobs],
-            )
-        )
+        dag.add(subdag_node(task, next_stage, parents=[job.node for job in jobs]))
     return dag
+
+
+def subdag_node(task: TaskDir, key: str, parents: list[str] | None = None) -> DagNode:
+    """The sub-DAG node of stage ``key``: its PRE script (predag) writes the stage's DAG, or skips it."""
+    return DagNode(
+        name=key,
+        subdag=str(task.stage_dag(key)),
+        pre=task.autosplit_argv("predag", str(task.root), key),
+        pre_skip=PRE_SKIP_CODE,
+        parents=list(parents or []),
+    )
+
+
+def finalize_node(task: TaskDir) -> DagNode:
+    """The FINAL node: a NOOP whose PRE script closes the ledger however the DAG ended."""
+    noop = task.dag_dir / "noop.sub"
+    if not noop.exists():
+        noop.write_text("executable = /bin/true\nqueue\n")
+    return DagNode(
+        name="finalize",
+        submit=str(noop),
+        noop=True,
+        pre=task.autosplit_argv("finalize", str(task.root), "$DAG_STATUS"),
+    )
 
 
 def write_dag_config(task: TaskDir, dag_name: str) -> str:

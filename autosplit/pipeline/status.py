@@ -84,6 +84,7 @@ def task_status(task: TaskDir) -> dict[str, Any]:
         stages = ledger.stages()
         meta = {k: ledger.get_meta(k) for k in ("state", "error", "killed", "created", "finished")}
     states = job_states(task, jobs, attempts) if jobs.height else {}
+    site = task.config.backend.site
     stage_rows: dict[str, Any] = {}
     for stage in stages:
         name = stage["name"]
@@ -111,7 +112,7 @@ def task_status(task: TaskDir) -> dict[str, Any]:
         "events": {"total": events_total, "done": events_done},
         "stages": stage_rows,
         "estimates": _estimates(stages),
-        "sites": _sites(attempts, states, jobs),
+        "sites": _sites(attempts, states, site),
         "errors": _errors(attempts),
         "quarantine_reasons": _quarantine_reasons(units),
         "remaining_seconds": _remaining(task, stages, units, counts),
@@ -141,7 +142,8 @@ def _estimates(stages: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
-def _sites(attempts: pl.DataFrame, states: dict[str, str], jobs: pl.DataFrame) -> list[dict[str, Any]]:
+def _sites(attempts: pl.DataFrame, states: dict[str, str], running_site: str) -> list[dict[str, Any]]:
+    """Per site: runtime and waste (seconds of failed attempts), running, successful and failed attempts."""
     rows: dict[str, dict[str, Any]] = {}
     if attempts.height:
         for row in attempts.iter_rows(named=True):
@@ -167,9 +169,9 @@ def _sites(attempts: pl.DataFrame, states: dict[str, str], jobs: pl.DataFrame) -
     running = sum(1 for s in states.values() if s == "running")
     if running:
         rows.setdefault(
-            "local",
+            running_site,
             {
-                "site": "local",
+                "site": running_site,
                 "runtime_seconds": 0.0,
                 "waste_seconds": 0.0,
                 "running": 0,
@@ -228,7 +230,7 @@ def _transfers(task: TaskDir) -> dict[str, Any] | None:
         progress = task_progress(db, task.name)
     except Exception:
         return None
-    return progress.to_dict() if hasattr(progress, "to_dict") else dict(vars(progress))
+    return {**progress.to_dict(), "line": progress.line()}
 
 
 def wait_for_end(task: TaskDir, timeout: float, poll: float = 0.5) -> dict[str, Any]:

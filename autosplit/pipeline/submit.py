@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from autosplit.dagbuilder import DagFile, DagNode
+from autosplit.dagbuilder import DagFile
 from autosplit.datasets import load_dataset, load_mask
 from autosplit.ledger import Ledger
 from autosplit.pipeline.config import TaskConfig, load_config
 from autosplit.pipeline.predag import probe_jobs
-from autosplit.pipeline.stages import stage_dag, write_dag_config
+from autosplit.pipeline.stages import finalize_node, stage_dag, write_dag_config
 from autosplit.pipeline.taskdir import TaskDir, TaskError
 
 
@@ -63,12 +63,5 @@ def create_task_from_config(config: TaskConfig, source_toml: Path | None = None)
 def write_top_dag(task: TaskDir, probes) -> Path:
     dag: DagFile = stage_dag(task, "probe", probes, next_stage="processing", dag_name="task")
     dag.config_file = write_dag_config(task, "task")
-    noop = task.dag_dir / "noop.sub"
-    noop.write_text("executable = /bin/true\nqueue\n")
-    dag.final = DagNode(
-        name="finalize",
-        submit=str(noop),
-        noop=True,
-        pre=task.autosplit_argv("finalize", str(task.root), "$DAG_STATUS"),
-    )
+    dag.final = finalize_node(task)
     return dag.write(task.top_dag)

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from autosplit._arrays import sorted_unique
+from autosplit._io import atomic_write_text, json_default, read_json_source
 from autosplit.datasets import Dataset, LumiMask
 from autosplit.datasets.dataset import FILE_SCHEMA, UNIT_SCHEMA
 from autosplit.errors import SplittingError
@@ -259,31 +258,15 @@ class JobPlan:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """JSON text of the plan; also written atomically to ``path`` when given."""
-        text = json.dumps(self.to_dict(), default=_json_default)
+        text = json.dumps(self.to_dict(), default=json_default)
         if path is not None:
-            path = Path(path)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(text)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_text(path, text)
         return text
 
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> JobPlan:
         """Read a plan written by :meth:`to_json` (a path, or the JSON text itself)."""
-        origin = "JSON text"
-        if isinstance(source, str) and source.lstrip().startswith("{"):
-            text = source
-        else:
-            origin = str(source)
-            try:
-                text = Path(source).read_text()
-            except OSError as exc:
-                raise SplittingError(f"{origin}: cannot read plan ({exc.strerror or exc})") from None
+        text, origin = read_json_source(source, SplittingError, "plan")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -310,13 +293,3 @@ class JobPlan:
             )
         except (KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             raise SplittingError(f"{origin}: malformed plan ({type(exc).__name__}: {exc})") from None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
