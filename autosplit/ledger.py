@@ -430,6 +430,7 @@ class Ledger:
         outcome: str,
         done: Iterable[tuple[int, int]] = (),
         returned: str = "all",
+        keep: Iterable[tuple[int, int]] = (),
         blamed: Iterable[tuple[int, int]] = (),
         count_failure: bool = False,
         final_job_state: str | None = None,
@@ -441,7 +442,8 @@ class Ledger:
 
         ``done`` units (run, lumi) become done; they must be assigned to ``node``. When ``returned`` is
         ``"all"`` every other unit of the node goes back to pending (``"none"``: they stay assigned, for a
-        retry of the same job). ``count_failure`` adds one failure to every returned unit; ``blamed`` units
+        retry of the same job); ``keep`` units stay assigned either way (the job retries just them).
+        ``count_failure`` adds one failure to every returned unit; ``blamed`` units
         (named by the report as the cause) get one failure and the blame mark in any case. ``quarantine_returned`` quarantines the returned units
         instead (the last stage). ``final_job_state`` sets the job's state. Re-applying the same
         (node, attempt) returns the stored record and changes nothing.
@@ -481,7 +483,9 @@ class Ledger:
             cur.executemany(
                 "UPDATE units SET state = 'done', updated = ? WHERE unit_id = ?", ((now, u) for u in done_ids)
             )
-            done_set = set(done_ids)
+            done_set = set(done_ids) | {
+                held[(int(k[0]), int(k[1]))] for k in keep if (int(k[0]), int(k[1])) in held
+            }
             returned_ids = [u for u in held.values() if u not in done_set] if returned == "all" else []
             blamed_set = {held[(int(k[0]), int(k[1]))] for k in blamed if (int(k[0]), int(k[1])) in held}
             increments = [(1 if (count_failure or u in blamed_set) else 0, u) for u in returned_ids]

@@ -37,7 +37,7 @@ def test_config_defaults_and_resolution(tmp_path) -> None:
     assert config.target_seconds == 9000.0 and config.probe_seconds == 900.0
     assert config.dataset.source == str(tmp_path / "data/*.root")
     assert config.task.workdir == str(tmp_path / "autosplit-tasks")
-    assert config.splitting.alpha == 0.05 and config.limits.retries == 2
+    assert config.splitting.alpha == 0.05 and config.limits.retries == 1 and config.n_probes == config.slots
 
 
 @pytest.mark.parametrize(

@@ -295,3 +295,23 @@ def test_auto_features_tolerate_a_few_missing_values():
     ints = [JobReport(job_id=r.job_id, units=[{**u, "nhits": 7} for u in r.units]) for r in reports]
     assert "events*nhits" not in UnitCostModel().fit(ints).terms_
     assert "events*nhits" in UnitCostModel(features=["nhits"]).fit(ints).terms_
+
+
+def test_unit_cost_model_stays_finite_when_a_job_measured_only_zero_event_lumis() -> None:
+    from autosplit.estimators import UnitCostModel
+    from autosplit.jobreport import JobReport
+
+    rng = np.random.default_rng(5)
+    reports = []
+    for job in range(12):
+        units = []
+        for lumi in range(10):
+            events = int(rng.integers(50, 150))
+            units.append({"run": 1, "lumi": job * 100 + lumi, "events": events, "seconds": events * 0.02})
+        reports.append(
+            JobReport(job_id=f"job-{job}", site="A", units=units, wall_seconds=25.0, init_seconds=1.0)
+        )
+    zero = [{"run": 2, "lumi": lumi, "events": 0, "seconds": 0.0} for lumi in range(5)]
+    reports.append(JobReport(job_id="empty", site="A", units=zero, wall_seconds=1.0, init_seconds=1.0))
+    model = UnitCostModel(per_unit_cost=False).fit(reports)
+    assert np.isfinite(model.shared_cv) and np.isfinite(model.node_cv_)

@@ -6,6 +6,7 @@ import json
 import stat
 
 import numpy as np
+import polars as pl
 import pytest
 
 from autosplit.datasets import LumiMask
@@ -244,3 +245,37 @@ def test_postjob_aborts_the_dag_when_most_jobs_of_a_stage_fail(tmp_path) -> None
     assert results[9].decision == 3 and "10 of 10 jobs of stage probe failed" in results[9].message
     assert run_postjob(task, nodes[9], 80, 0, 1).decision == 3, "the abort is stored: a re-run repeats it"
     assert "aborted" in task_status(task)["error"]
+
+
+def test_postjob_rescues_the_unit_a_hard_kill_cut_off(tmp_path) -> None:
+    task = make_task(tmp_path, probe_fraction=0.2, retries=1)
+    node = probes(task)[0]
+    pairs = ledger_pairs(task, node)
+    assert len(pairs) >= 3
+    # SIGKILLed at the hard limit: the journal lists two units, the third was in progress.
+    report = fake_report(task, node, done=2, hard_killed=True, exit_code=82)
+    report.meta = {"report_source": "wrapper-journal", "in_progress_unit": list(pairs[2])}
+    report.to_json(task.report_path(node))
+    first = run_postjob(task, node, 82, 0, 1)
+    assert first.decision == 1 and first.outcome == "rescue", "the node retries with just the cut-off unit"
+    spec = JobSpec.read(task.spec_path(node))
+    assert [(u["run"], u["lumi"]) for f in spec.files for u in f.units] == [pairs[2]]
+    assert spec.soft_limit_seconds is None and spec.hard_limit_seconds > 3 * 4.0
+    assert "AUTOSPLIT_SOFT_LIMIT_SECONDS" not in (task.job_dir(node) / "job.sub").read_text()
+    with task.ledger() as ledger:
+        units = ledger.units().filter(pl.col("unit_id").is_in(ledger.job_unit_ids(node)))
+    states = dict(zip(units["lumi"].to_list(), units["state"].to_list(), strict=True))
+    assert states[pairs[2][1]] == "assigned", "the cut-off unit stays with the node"
+    assert states[pairs[0][1]] == "pending", "journal-only units have no committed outputs: not done"
+    fake_report(task, node, done=None, attempt=1)  # the retry processes the single unit
+    data = json.loads(task.report_path(node).read_text())
+    data["units"] = [u for u in data["units"] if (u["run"], u["lumi"]) == pairs[2]]
+    data["unfinished"] = []
+    task.report_path(node).write_text(json.dumps(data))
+    second = run_postjob(task, node, 0, 1, 1)
+    assert second.outcome == "ok" and unit_states(task)["done"] == 1
+
+
+def ledger_pairs(task, node):
+    with task.ledger() as ledger:
+        return ledger.job_assignment(node)

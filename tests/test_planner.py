@@ -240,3 +240,38 @@ def test_model_features_are_passed_through() -> None:
     low = p.assignment[:100]
     high = p.assignment[100:]
     assert np.bincount(low).max() == 20 and np.bincount(high - high.min()).max() == 6
+
+
+def test_planner_refuses_a_model_with_non_finite_spread() -> None:
+    ds = Dataset.from_dbs_json(DBS_JSON, dataset=COSMICS_HI)
+
+    class NanSpread:  # what a 0/0 inside a fit would give
+        overhead_seconds = 0.0
+        shared_cv = float("nan")
+
+        def predict_unit_seconds(self, units):
+            mean = units["events"].to_numpy() * 0.01
+            return mean, 0.1 * mean
+
+    with pytest.raises(SplittingError, match="shared_cv"):
+        plan(ds, NanSpread(), 3600)
+
+
+def test_regroup_spreads_a_small_tail_over_the_free_slots() -> None:
+    n = 200
+    df = pl.DataFrame(
+        {
+            "run": np.ones(n, int),
+            "lumi": np.arange(1, n + 1),
+            "events": np.full(n, 600),
+            "file": [f"f{i // 20}" for i in range(n)],
+        }
+    )
+    ds = Dataset.from_units(df)
+    model = ConstantRateModel(0.1, overhead_seconds=30.0)  # 60 s per unit, 12,000 s in all
+    fixed = regroup(ds, model, 3600.0, n_slots=50, min_job_seconds=300.0)
+    adaptive = regroup(ds, model, 3600.0, n_slots=50)
+    assert fixed.n_jobs == 40, "a 300 s floor makes 40 jobs: 10 of the 50 slots stay idle"
+    assert adaptive.n_jobs >= 50, "the floor drops to the work per slot"
+    work = adaptive.jobs["predicted_seconds"].to_numpy() - model.overhead_seconds
+    assert work.min() >= 2 * model.overhead_seconds - 1e-9

@@ -406,7 +406,9 @@ class UnitCostModel:
         if rows.yu.size:
             per_unit_jobs = np.unique(rows.ju)
             squares = np.bincount(rows.ju, weights=mu**2, minlength=n_jobs)
-            herfindahl[per_unit_jobs] = squares[per_unit_jobs] / predicted[per_unit_jobs] ** 2
+            # A job whose units all predict 0 s (zero-event lumis) carries no information on unit noise.
+            informative = per_unit_jobs[predicted[per_unit_jobs] > 0]
+            herfindahl[informative] = squares[informative] / predicted[informative] ** 2
             scaled = ratio[rows.ju] * mu
             dof = rows.yu.size - per_unit_jobs.size - len(terms)
             if dof > 0:

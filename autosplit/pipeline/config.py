@@ -22,14 +22,17 @@ has a default)::
     target_runtime = "8h"             # seconds, or "90m", "2h30m"
     alpha = 0.05                      # accepted probability that a job reaches the soft limit
     max_tails = 3
-    probes = 5                        # at most this many probe jobs
+    # probes = 20                     # probe jobs per round (default: one per slot, at most 500, else 20):
+    #                                 # while probes run the other slots would idle anyway
     probe_seconds = "15m"
-    probe_fraction = 0.01             # at most this fraction of the events goes to each probe round
+    probe_fraction = 0.02             # at most this fraction of the events goes to each probe round
+    # slots = 500                     # slots the task can expect: job sizes decrease so the stages end
+    #                                 # together (default: backend max_jobs locally, none on condor)
     # max_output_bytes = 5_000_000_000
     # max_files_per_job = 50
 
     [limits]
-    retries = 2                       # DAGMan retries of a job whose failure names no cause
+    retries = 1                       # DAGMan retries of a job whose failure names no cause
     max_unit_failures = 2             # a unit failing this often is quarantined
     memory_mb = 2000
     grace_seconds = 60                # SIGTERM -> SIGKILL grace at the hard limit
@@ -112,17 +115,17 @@ class SplittingSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     target_runtime: float | str = "8h"
     alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 0.05
     max_tails: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
-    probes: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    probes: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
     probe_seconds: float | str = "15m"
-    probe_fraction: Annotated[float, msgspec.Meta(gt=0, le=0.5)] = 0.01
+    probe_fraction: Annotated[float, msgspec.Meta(gt=0, le=0.5)] = 0.02
     rel_precision: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.10
     max_output_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
     max_files_per_job: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    tail_slots: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    slots: Annotated[int, msgspec.Meta(gt=0)] | None = None
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
     max_unit_failures: Annotated[int, msgspec.Meta(ge=1, le=10)] = 2
     memory_mb: Annotated[int, msgspec.Meta(gt=0)] = 2000
     grace_seconds: float | str = 60.0
@@ -171,6 +174,21 @@ class TaskConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     @property
     def max_jobs(self) -> int:
         return self.backend.max_jobs or os.cpu_count() or 1
+
+    @property
+    def n_probes(self) -> int:
+        """Probe jobs per round: the configured number, else one per slot (at most 500), else 20."""
+        if self.splitting.probes:
+            return self.splitting.probes
+        return min(self.slots, 500) if self.slots else 20
+
+    @property
+    def slots(self) -> int | None:
+        """Slots the task's jobs share (factoring needs it): the configured value, else the local backend's
+        job limit; None on condor without a value (jobs then all get the target size)."""
+        if self.splitting.slots:
+            return self.splitting.slots
+        return self.max_jobs if self.backend.kind == "local" else None
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)

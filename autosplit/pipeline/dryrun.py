@@ -16,7 +16,6 @@ import math
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from autosplit.datasets import Dataset, load_dataset, load_mask
-from autosplit.errors import AutosplitError, OversizedUnitsWarning
+from autosplit.errors import AutosplitError
 from autosplit.jobreport import JobReport
 from autosplit.pipeline.config import TaskConfig
 from autosplit.pipeline.stages import spec_files
@@ -191,13 +190,13 @@ def dryrun(
 ) -> DryrunResult:
     """Probe, fit, plan and predict; see the module docstring. ``budget_seconds`` bounds the probing."""
     from autosplit.estimators import choose_probes, enough_probes
-    from autosplit.pipeline.predag import fit_models
+    from autosplit.pipeline.predag import fit_models, processing_plan
 
     say = progress or (lambda text: None)
     started = time.monotonic()
     dataset = load_task_dataset(config)
     say(f"dataset: {dataset.n_units:,} units, {dataset.n_events:,} events in {dataset.n_files:,} files")
-    parallel = parallel or min(os.cpu_count() or 1, config.splitting.probes)
+    parallel = parallel or min(os.cpu_count() or 1, config.n_probes)
     soft = min(config.probe_seconds, max(budget_seconds / 3.0, 1.0))
     units = dataset.units
     probed = np.zeros(dataset.n_units, dtype=bool)
@@ -218,11 +217,11 @@ def dryrun(
             events = np.sort(units["events"].to_numpy()[candidates])[::-1]
             budget = max(
                 config.splitting.probe_fraction * float(units["events"].sum()),
-                float(events[: config.splitting.probes].sum()),
+                float(events[: config.n_probes].sum()),
             )
             chosen = choose_probes(
                 units[candidates],
-                config.splitting.probes,
+                config.n_probes,
                 soft,
                 model=models["cost"] if models else None,
                 max_events=budget,
@@ -266,16 +265,7 @@ def dryrun(
             + (f"; errors: {'; '.join(messages)[:500]}" if messages else "")
             + " (check the code with 'autosplit wrapper' on one job, or raise --budget)"
         )
-    import autosplit as asp
-
-    caps: dict[str, Any] = {"max_files_per_job": config.splitting.max_files_per_job}
-    if config.splitting.max_output_bytes and "output" in models:
-        caps.update(
-            max_output_bytes=config.splitting.max_output_bytes, output_bytes_per_event=models["output"]
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OversizedUnitsWarning)
-        plan = asp.plan(dataset, models["cost"], config.target_seconds, config.splitting.alpha, **caps)
+    plan = processing_plan(config, dataset, models)
     result = DryrunResult(config, dataset, reports, models, plan, rounds, spent)
     if int((plan.assignment < 0).sum()):
         result.notes.append(
@@ -315,5 +305,6 @@ def predict_makespan(result: DryrunResult, slots: int) -> dict[str, Any] | None:
         alpha=config.splitting.alpha,
         n_slots=slots,
         max_tails=config.splitting.max_tails,
+        slots=config.splitting.slots or slots,
         seed=0,
     )

@@ -10,7 +10,10 @@ class              meaning                                                      
                                                                                         back to pending
 ``wall-time``      stopped at the hard limit (wrapper SIGTERM/SIGKILL, batch removal)   finished units
                                                                                         done, rest back to
-                                                                                        pending (no retry)
+                                                                                        pending; a unit
+                                                                                        cut off mid-way
+                                                                                        re-runs alone at
+                                                                                        once
 ``unit-failure``   the user code failed on a unit the report names                      that unit blamed,
                                                                                         all back to
                                                                                         pending (no retry)
@@ -71,7 +74,9 @@ def classify(
     ``report_exists`` tells a corrupt report from a missing one)."""
     written_by_payload = report is not None and report.meta.get("report_source") is None
     if report is not None and report.hard_killed:
-        return Verdict("wall-time", report.exit_message or describe_return(EXIT_HARD_KILLED))
+        cut = report.meta.get("in_progress_unit")
+        blamed = ((int(cut[0]), int(cut[1])),) if isinstance(cut, list | tuple) and len(cut) == 2 else ()
+        return Verdict("wall-time", report.exit_message or describe_return(EXIT_HARD_KILLED), blamed)
     if return_code == RETURN_JOB_REMOVED:
         return Verdict("wall-time", describe_return(return_code))
     if return_code == EXIT_WRAPPER_ERROR:

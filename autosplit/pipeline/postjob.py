@@ -145,8 +145,26 @@ def _apply(
         )
         return PostjobResult(record.decision, record.outcome, record.message)
 
+    if kind == "wall-time" and verdict.blamed and not killed:
+        # The job was killed while processing one unit. Units only its progress journal lists have no
+        # committed outputs, so they are not done; the cut-off unit re-runs alone at once (no soft limit,
+        # the last tail's hard limit) as this node's retry, or later alone in a tail when no retry is left.
+        cut = verdict.blamed[0]
+        if retry < max_retries:
+            rewrite_job_for_unit(task, node, cut)
+            return close(
+                RETRY, "rescue", f"{verdict.reason}; run {cut[0]} lumi {cut[1]} re-runs alone", keep=[cut]
+            )
+        return close(
+            OK,
+            "wall-time",
+            f"{verdict.reason}; run {cut[0]} lumi {cut[1]} will run alone",
+            blamed=verdict.blamed,
+            quarantine_returned=final,
+            final_job_state="finished",
+        )
     if kind in ("ok", "wall-time"):
-        done = [(u["run"], u["lumi"]) for u in report.units] if report else []
+        done = [(u["run"], u["lumi"]) for u in report.units] if report and _from_payload(report) else []
         unfinished = int(job["n_units"]) - len(done)
         message = verdict.reason
         if unfinished:
@@ -193,6 +211,28 @@ def _apply(
 
 
 _FAILED_OUTCOMES = ("failed", "unit-failure", "rejected")
+
+
+def _from_payload(report: JobReport) -> bool:
+    """True for a report the user's code wrote (its outputs cover its units), not one rebuilt from the
+    progress journal after a SIGKILL."""
+    return report.meta.get("report_source") is None
+
+
+def rewrite_job_for_unit(task: TaskDir, node: str, unit: tuple[int, int]) -> None:
+    """Turn a job into a one-unit job without soft limit and with the last tail's hard limit (its next
+    retry runs just that unit)."""
+    from autosplit.pipeline.stages import write_submit
+    from autosplit.worker import JobSpec
+
+    spec = JobSpec.read(task.spec_path(node))
+    for file in spec.files:
+        file.units = [u for u in file.units if (u["run"], u["lumi"]) == tuple(unit)]
+    spec.files = [f for f in spec.files if f.units]
+    spec.soft_limit_seconds = None
+    spec.hard_limit_seconds = 3.0 * task.config.target_seconds + task.config.grace_seconds
+    spec.write(task.spec_path(node))
+    write_submit(task, node, spec.stage, None, spec.hard_limit_seconds, task.config.limits.memory_mb)
 
 
 def _maybe_abort(

@@ -129,7 +129,7 @@ def probe_jobs(
     from autosplit.estimators import choose_probes
 
     config = task.config
-    n_probes = config.splitting.probes
+    n_probes = config.n_probes
     events = np.sort(units["events"].to_numpy())[::-1]
     # The event budget, but never so small that some probe could get no unit at all.
     budget = max(config.splitting.probe_fraction * float(events.sum()), float(events[:n_probes].sum()))
@@ -257,24 +257,44 @@ def _needs_more_probes(task: TaskDir, models: dict[str, Any], pending: Any) -> b
     return not enough_probes(models["cost"], pending.units, task.config.splitting.rel_precision)
 
 
+def planning_caps(config: Any, models: dict[str, Any]) -> dict[str, Any]:
+    """The per-job caps of the configuration, with the output model when an output cap is set."""
+    caps: dict[str, Any] = {"max_files_per_job": config.splitting.max_files_per_job}
+    if config.splitting.max_output_bytes and "output" in models:
+        caps.update(
+            max_output_bytes=config.splitting.max_output_bytes, output_bytes_per_event=models["output"]
+        )
+    return caps
+
+
+def processing_plan(config: Any, dataset: Any, models: dict[str, Any]) -> Any:
+    """The processing stage's JobPlan. With a known slot count, sizes decrease already here, so the
+    stage's last wave is not ragged; without one, every job gets the target size."""
+    import autosplit as asp
+
+    caps = planning_caps(config, models)
+    target, alpha = config.target_seconds, config.splitting.alpha
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OversizedUnitsWarning)
+        if config.slots:
+            return asp.regroup(dataset, models["cost"], target, n_slots=config.slots, alpha=alpha, **caps)
+        return asp.plan(dataset, models["cost"], target, alpha, **caps)
+
+
 def _plan_jobs(task, ledger, kind, number, pending, unit_ids, pending_units, models) -> list[PlannedJob]:
     import autosplit as asp
 
     config = task.config
     target = config.target_seconds
     alpha = config.splitting.alpha
-    caps: dict[str, Any] = {"max_files_per_job": config.splitting.max_files_per_job}
-    if config.splitting.max_output_bytes and "output" in models:
-        caps.update(
-            max_output_bytes=config.splitting.max_output_bytes, output_bytes_per_event=models["output"]
-        )
+    caps = planning_caps(config, models)
     stage = "processing" if kind == "processing" else f"{kind}-{number}"
+    if kind == "processing":
+        plan = processing_plan(config, pending, models)
+        _quarantine_oversized(ledger, plan, unit_ids, target)
+        return _planned_from_plan(task, stage, plan, unit_ids, models, target)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OversizedUnitsWarning)
-        if kind == "processing":
-            plan = asp.plan(pending, models["cost"], target, alpha, **caps)
-            _quarantine_oversized(ledger, plan, unit_ids, target)
-            return _planned_from_plan(task, stage, plan, unit_ids, models, target)
         last = kind == "resubmit" or number >= config.splitting.max_tails
         soft = None if last else target
         blamed = pending_units["blamed"].to_numpy().astype(bool)
@@ -282,7 +302,8 @@ def _plan_jobs(task, ledger, kind, number, pending, unit_ids, pending_units, mod
         clean_rows = np.flatnonzero(~blamed)
         if clean_rows.size:
             subset = pending.take(clean_rows)
-            slots = config.splitting.tail_slots or config.max_jobs
+            # Without a slot count, assume the parallelism processing had.
+            slots = config.slots or max(len(ledger.jobs("processing")), 1)
             plan = asp.regroup(subset, models["cost"], target, n_slots=slots, alpha=alpha, **caps)
             _quarantine_oversized(ledger, plan, unit_ids[clean_rows], target)
             jobs += _planned_from_plan(task, stage, plan, unit_ids[clean_rows], models, soft)
@@ -290,17 +311,17 @@ def _plan_jobs(task, ledger, kind, number, pending, unit_ids, pending_units, mod
         cost = models["cost"]
         blamed_rows = np.flatnonzero(blamed)
         if blamed_rows.size:
-            alone = pending.units[blamed_rows]
-            means = cost.predict_unit_seconds(alone)[0] + cost.overhead_seconds
-            q99 = cost.predict_quantile(alone, 0.99)
+            # Alone, without soft limit and with the last tail's hard limit: a unit that failed or was cut
+            # off may be one far longer than the model predicts.
+            means = cost.predict_unit_seconds(pending.units[blamed_rows])[0] + cost.overhead_seconds
             for k, row in enumerate(blamed_rows.tolist()):
                 jobs.append(
                     PlannedJob(
                         f"{node_prefix(stage)}-{len(jobs) + 1}",
                         unit_ids[row : row + 1],
                         float(means[k]),
-                        soft,
-                        _hard_limit(soft, float(q99[k]), task),
+                        None,
+                        _hard_limit(None, 0.0, task),
                         config.limits.memory_mb,
                     )
                 )

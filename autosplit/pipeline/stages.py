@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -86,7 +87,7 @@ def spec_files(ds: Dataset, unit_ids: np.ndarray) -> list[FileUnits]:
 def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
     """Write the job's spec and submit description; return its DAG node (POST = postjob, RETRY)."""
     config = task.config
-    job_dir = task.make_job_dir(job.node)
+    task.make_job_dir(job.node)
     code = (
         {"callable": config.code.callable} if config.code.callable else {"executable": config.code.executable}
     )
@@ -103,17 +104,35 @@ def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
         stage_out=_stage_out(task),
     )
     spec.write(task.spec_path(job.node))
+    write_submit(task, job.node, stage, job.soft_limit_seconds, job.hard_limit_seconds, job.memory_mb)
+    return DagNode(
+        name=job.node,
+        submit=str(task.job_dir(job.node) / "job.sub"),
+        post=task.autosplit_argv("postjob", str(task.root), job.node, "$RETURN", "$RETRY", "$MAX_RETRIES"),
+        post_defer=(4, POSTJOB_DEFER_SECONDS[config.backend.kind]),
+        retries=config.limits.retries,
+        retry_unless_exit=FATAL,
+        abort_on=(ABORT, 1),
+    )
+
+
+def write_submit(
+    task: TaskDir, node: str, stage: str, soft: float | None, hard: float | None, memory_mb: int
+) -> Path:
+    """Write the job's submit description (``job.sub``; DAGMan reads it again at every retry)."""
+    config = task.config
+    job_dir = task.job_dir(node)
     submit = job_submit(
-        node=job.node,
+        node=node,
         python=task.python(),
-        spec_path=task.spec_path(job.node),
-        report_path=task.report_path(job.node),
+        spec_path=task.spec_path(node),
+        report_path=task.report_path(node),
         job_dir=config.code.path,
         event_log=task.event_log,
-        soft_limit_seconds=job.soft_limit_seconds,
-        hard_limit_seconds=job.hard_limit_seconds,
+        soft_limit_seconds=soft,
+        hard_limit_seconds=hard,
         grace_seconds=config.grace_seconds,
-        memory_mb=job.memory_mb,
+        memory_mb=memory_mb,
         site=config.backend.site,
         task=config.task.name,
         stage=stage,
@@ -123,16 +142,9 @@ def write_job(task: TaskDir, stage: str, job: PlannedJob) -> DagNode:
         stdout=job_dir / "job.out",
         stderr=job_dir / "job.err",
     )
-    (job_dir / "job.sub").write_text(str(submit))
-    return DagNode(
-        name=job.node,
-        submit=str(job_dir / "job.sub"),
-        post=task.autosplit_argv("postjob", str(task.root), job.node, "$RETURN", "$RETRY", "$MAX_RETRIES"),
-        post_defer=(4, POSTJOB_DEFER_SECONDS[config.backend.kind]),
-        retries=config.limits.retries,
-        retry_unless_exit=FATAL,
-        abort_on=(ABORT, 1),
-    )
+    path = job_dir / "job.sub"
+    path.write_text(str(submit))
+    return path
 
 
 def _stage_out(task: TaskDir) -> dict | None:

@@ -241,7 +241,11 @@ def run_wrapper(
             written = JobReport.from_json(report).validate(_assigned(spec))
             final = _fallback_from(written, exit_code, message)
         except JobReportError:
-            pass
+            # Killed mid-unit: the first unit it had not finished is the one it was processing.
+            done = {(u["run"], u["lumi"]) for u in final.units}
+            cut = next((pair for pair in _assigned(spec) if pair not in done), None)
+            if cut is not None:
+                final.meta = {**final.meta, "in_progress_unit": list(cut)}
     else:
         final, exit_code = _judge_report(spec, report, payload_code)
 

@@ -70,14 +70,26 @@ def _restrict(order: PlanningOrder, keep: np.ndarray) -> PlanningOrder:
 
 
 class _Factoring:
-    """Job-size schedule for factoring: each batch of ``n_slots`` jobs shares half the remaining work."""
+    """Job-size schedule for factoring: each batch of ``n_slots`` jobs shares half the remaining work.
 
-    def __init__(self, n_slots: int, min_job_seconds: float) -> None:
+    Jobs never get less than ``min_job_seconds`` of work. With ``adaptive``, that floor drops, for work too
+    small to give every slot a job of the floor's size, to the work per slot (but not below twice the
+    per-job overhead), so a short tail still spreads over the free slots.
+    """
+
+    def __init__(
+        self, n_slots: int, min_job_seconds: float, overhead: float = 0.0, adaptive: bool = False
+    ) -> None:
         self.n_slots = n_slots
         self.min_job_seconds = min_job_seconds
+        self.overhead = overhead
+        self.adaptive = adaptive
         self.chunk = 0.0
 
     def __call__(self, job_index: int, remaining_seconds: float) -> float:
+        if job_index == 0 and self.adaptive:
+            per_slot = remaining_seconds / self.n_slots
+            self.min_job_seconds = min(self.min_job_seconds, max(per_slot, 2.0 * self.overhead))
         if job_index % self.n_slots == 0:
             self.chunk = max(remaining_seconds / (2 * self.n_slots), self.min_job_seconds)
         return self.chunk
@@ -259,8 +271,9 @@ def regroup(
     Without ``n_slots`` this is :func:`plan` with the given target. With ``n_slots`` (the slots expected to
     run the tail), job sizes decrease: each batch of ``n_slots`` jobs shares half of the remaining
     predicted work (factoring, Hummel et al. 1992), never less than ``min_job_seconds`` of work per job
-    (default: ten times the model's per-job overhead, at least 1/20 of the target) and never more than the
-    target allows. Other keyword arguments are the caps of :func:`plan`.
+    and never more than the target allows. The default floor is ten times the model's per-job overhead, at
+    least 1/20 of the target, lowered (not below twice the overhead) when the work is too small to give
+    every slot a job that long. Other keyword arguments are the caps of :func:`plan`.
     """
     if n_slots is not None and (isinstance(n_slots, bool) or not isinstance(n_slots, int) or n_slots <= 0):
         raise SplittingError(f"n_slots must be a positive integer, got {n_slots!r}")
@@ -276,9 +289,10 @@ def regroup(
     if unknown:
         raise SplittingError(f"regroup() does not take {', '.join(sorted(unknown))}")
     overhead = float(getattr(model, "overhead_seconds", 0.0) or 0.0)
+    adaptive = min_job_seconds is None
     if min_job_seconds is None:
         min_job_seconds = max(10.0 * overhead, target_runtime / 20.0)
-    schedule = _Factoring(n_slots, float(min_job_seconds)) if n_slots else None
+    schedule = _Factoring(n_slots, float(min_job_seconds), overhead, adaptive) if n_slots else None
     params = {
         "target_runtime": target_runtime,
         "alpha": alpha,

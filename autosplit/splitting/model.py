@@ -14,6 +14,7 @@ Estimators in :mod:`autosplit.estimators` implement this protocol from measured 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -39,7 +40,12 @@ class CostModel(Protocol):
 
 def shared_cv(model: CostModel) -> float:
     """The model's job-wide relative speed spread, 0 when it does not define one."""
-    return float(getattr(model, "shared_cv", 0.0) or 0.0)
+    value = float(getattr(model, "shared_cv", 0.0) or 0.0)
+    if not math.isfinite(value) or value < 0:
+        from autosplit.errors import SplittingError
+
+        raise SplittingError(f"cost model gave shared_cv = {value!r}; it must be a finite number >= 0")
+    return value
 
 
 @dataclass(frozen=True)
