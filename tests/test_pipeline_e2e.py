@@ -93,6 +93,20 @@ def test_soft_stops_and_tails_cover_dataset_and_mask_exactly(tmp_path) -> None:
     assert committed == accepted, "every accepted job's output is at the destination, and only those"
 
 
+def diagnostics(task) -> str:
+    """The task's logs, for an assertion message (what the executors and scripts said)."""
+    parts = []
+    for path in sorted(
+        [
+            *task.dag_dir.glob("*.dagman.out"),
+            *task.dag_dir.glob("*.executor.log"),
+            *task.logs_dir.glob("*.log"),
+        ]
+    ):
+        parts.append(f"== {path.name}\n" + "\n".join(path.read_text().splitlines()[-25:]))
+    return "\n".join(parts)
+
+
 def _job_states(task) -> dict[str, str]:
     from autosplit.pipeline.status import job_states
 
@@ -168,7 +182,7 @@ def test_killing_run_and_starting_again_finishes_without_redoing_units(tmp_path)
         _kill_tree(executor)
     assert running_pid(task.top_dag) is None
     status = run(config, poll=0.5, timeout=240)
-    assert status["state"] == "completed", status
+    assert status["state"] == "completed", f"{status}\n{diagnostics(task)}"
     units, _, _ = ledger_tables(task)
     after = dict(zip(units["unit_id"].to_list(), units["node"].to_list(), strict=True))
     assert all(after[u] == node for u, node in done_before.items()), (
