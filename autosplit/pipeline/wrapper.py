@@ -101,35 +101,35 @@ def _journal_units(report_path: Path) -> list[dict[str, Any]]:
 def _fallback_report(
     spec: JobSpec, report_path: Path, *, exit_code: int, message: str, hard_killed: bool
 ) -> JobReport:
-    """A report from the progress journal, when the payload left none we can trust."""
-    assigned = set(_assigned(spec))
-    done = [u for u in _journal_units(report_path) if (u.get("run"), u.get("lumi")) in assigned]
-    done_keys = {(u["run"], u["lumi"]) for u in done}
-    try:
-        return JobReport(
-            job_id=spec.job_id,
-            stage=spec.stage,
-            attempt=spec.attempt,
-            site=spec.site,
-            exit_code=exit_code,
-            exit_message=message,
-            units=done,
-            unfinished=[{"run": r, "lumi": lu} for r, lu in _assigned(spec) if (r, lu) not in done_keys],
-            hard_killed=hard_killed,
-            meta={"report_source": "wrapper-journal"},
-        )
-    except JobReportError:  # a journal line that is not a valid unit: count nothing as done
-        return JobReport(
-            job_id=spec.job_id,
-            stage=spec.stage,
-            attempt=spec.attempt,
-            site=spec.site,
-            exit_code=exit_code,
-            exit_message=message,
-            unfinished=[{"run": r, "lumi": lu} for r, lu in _assigned(spec)],
-            hard_killed=hard_killed,
-            meta={"report_source": "wrapper"},
-        )
+    """A report from the progress journal, when the payload left none we can trust.
+
+    Its units carry the journal's timings (the cost model learns from them); the postjob does not count
+    them as done, since the payload never wrote the outputs that would cover them.
+    """
+    assigned = _assigned(spec)
+    wanted = set(assigned)
+    done = [u for u in _journal_units(report_path) if (u.get("run"), u.get("lumi")) in wanted]
+    common = dict(
+        job_id=spec.job_id,
+        stage=spec.stage,
+        attempt=spec.attempt,
+        site=spec.site,
+        exit_code=exit_code,
+        exit_message=message,
+        hard_killed=hard_killed,
+    )
+    for units, source in ((done, "wrapper-journal"), ([], "wrapper")):
+        keys = {(u["run"], u["lumi"]) for u in units}
+        try:
+            return JobReport(
+                **common,
+                units=units,
+                unfinished=[{"run": r, "lumi": lu} for r, lu in assigned if (r, lu) not in keys],
+                meta={"report_source": source},
+            )
+        except JobReportError:  # a journal line that is not a valid unit: count nothing as processed
+            continue
+    raise AssertionError("unreachable: a report without units is always valid")
 
 
 class _HardLimit:
