@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -25,18 +26,28 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = 
     return path
 
 
-def read_json_source(source: str | os.PathLike[str], error: type[Exception], what: str) -> tuple[str, str]:
-    """``(text, origin)`` from JSON text (a string starting with ``{``) or a file path.
+def parse_json(text: str, origin: str, error: type[Exception]) -> Any:
+    """``json.loads(text)``; malformed text raises ``error`` naming ``origin`` and the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{origin}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 
-    An unreadable file raises ``error`` naming the file and ``what`` it should hold.
+
+def load_json_source(source: str | os.PathLike[str], error: type[Exception], what: str) -> tuple[Any, str]:
+    """``(data, origin)`` from JSON text (a string starting with ``{``) or a file path.
+
+    An unreadable file or malformed JSON raises ``error`` naming the file and ``what`` it should hold.
     """
     if isinstance(source, str) and source.lstrip().startswith("{"):
-        return source, "JSON text"
-    origin = str(source)
-    try:
-        return Path(source).read_text(), origin
-    except OSError as exc:
-        raise error(f"{origin}: cannot read {what} ({exc.strerror or exc})") from None
+        text, origin = source, "JSON text"
+    else:
+        origin = str(source)
+        try:
+            text = Path(source).read_text()
+        except OSError as exc:
+            raise error(f"{origin}: cannot read {what} ({exc.strerror or exc})") from None
+    return parse_json(text, origin, error), origin
 
 
 def json_default(value: Any) -> Any:

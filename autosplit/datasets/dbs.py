@@ -15,7 +15,6 @@ table but hold no units.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from autosplit._io import parse_json
 from autosplit.datasets.dataset import Dataset, _build_dataset, apportion, unit_keys
 from autosplit.errors import DatasetError
 
@@ -65,11 +65,10 @@ def read_dbs_json(path: str | os.PathLike[str], dataset: str | None = None) -> D
     """Read a DBS-like listing into a :class:`Dataset` (per-lumi events estimated)."""
     origin = str(path)
     try:
-        data = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except OSError as exc:
         raise DatasetError(f"{origin}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{origin}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = parse_json(text, origin, DatasetError)
     records, name = _records(data, origin, dataset)
 
     lfns: list[str] = []

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from autosplit._arrays import sorted_unique
-from autosplit._io import atomic_write_text, read_json_source
+from autosplit._io import atomic_write_text, load_json_source
 from autosplit.errors import LumiMaskError
 
 RUN_FACTOR = 2**32
@@ -130,11 +130,7 @@ class LumiMask:
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> LumiMask:
         """Read a golden JSON from a file path, or from a JSON string (text starting with ``{``)."""
-        text, origin = read_json_source(source, LumiMaskError, "lumi mask")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LumiMaskError(f"{origin}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        data, origin = load_json_source(source, LumiMaskError, "lumi mask")
         if not isinstance(data, dict):
             raise LumiMaskError(f"{origin}: a lumi mask is a JSON object of run -> ranges")
         try:

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from autosplit._arrays import sorted_unique
-from autosplit._io import atomic_write_text, json_default, read_json_source
+from autosplit._io import atomic_write_text, json_default, load_json_source
 from autosplit.datasets import Dataset, LumiMask
 from autosplit.datasets.dataset import FILE_SCHEMA, UNIT_SCHEMA
 from autosplit.errors import SplittingError
@@ -266,11 +266,7 @@ class JobPlan:
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> JobPlan:
         """Read a plan written by :meth:`to_json` (a path, or the JSON text itself)."""
-        text, origin = read_json_source(source, SplittingError, "plan")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SplittingError(f"{origin}: not valid JSON ({exc.msg})") from None
+        data, origin = load_json_source(source, SplittingError, "plan")
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise SplittingError(f"{origin}: not an {PLAN_FORMAT} plan (format: {found!r})")
