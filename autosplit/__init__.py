@@ -44,9 +44,12 @@ _LAZY = {
     "OutputModel": "autosplit.estimators",
     "choose_probes": "autosplit.estimators",
     "enough_probes": "autosplit.estimators",
-    "read_fjr": "autosplit.estimators",
+    "read_fjr": "autosplit.jobreport",
     "EstimatorError": "autosplit.estimators",
-    "FJRError": "autosplit.estimators",
+    "FJRError": "autosplit.jobreport",
+    "Scheduler": "autosplit.scheduler",
+    "JobRequest": "autosplit.scheduler",
+    "SchedulerError": "autosplit.scheduler",
 }
 
 __all__ = sorted(["AutosplitError", "DatasetError", "LumiMaskError", "SplittingError", "__version__", *_LAZY])

@@ -19,8 +19,16 @@ class DatasetError(AutosplitError, ValueError):
     """A dataset source (DBS listing, ROOT file, parquet, units table) cannot be read or is inconsistent."""
 
 
+class JobReportError(AutosplitError, ValueError):
+    """A job report is malformed, inconsistent, or claims units outside its job's assignment."""
+
+
 class SplittingError(AutosplitError, ValueError):
     """A splitting or planning request is invalid (unknown algorithm, bad parameter, unusable model)."""
+
+
+class MissingDependencyError(AutosplitError, ImportError):
+    """An optional dependency (an extra such as ``autosplit[condor]``) is needed but not installed."""
 
 
 class OversizedUnitsWarning(UserWarning):

@@ -49,7 +49,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from autosplit._io import atomic_write_text
-from autosplit.errors import AutosplitError
+from autosplit.errors import JobReportError as JobReportError
+from autosplit.fjr import FJRError as FJRError
+from autosplit.fjr import fjr_fields
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import numpy as np
@@ -61,10 +63,6 @@ FORMAT = "autosplit-jobreport/1"
 _MAX_RUN = 2**31 - 1  # same limits as autosplit.datasets.lumimask (kept here to stay import-light)
 _MAX_LUMI = 2**32 - 2
 _RESERVED_UNIT_KEYS = ("run", "lumi", "events", "seconds")
-
-
-class JobReportError(AutosplitError, ValueError):
-    """A job report is malformed, inconsistent, or claims units outside its job's assignment."""
 
 
 class OutputFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -387,11 +385,33 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise JobReportError(f"{label}: {exc}") from None
 
     @classmethod
-    def from_fjr_xml(cls, path: str | os.PathLike[str], **fields: Any) -> JobReport:
-        """Read a CMSSW framework job report (XML); see :func:`autosplit.estimators.fjr.read_fjr`.
+    def from_fjr_xml(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        job_id: str | None = None,
+        assignment: Any = None,
+        **fields: Any,
+    ) -> JobReport:
+        """Parse one CMSSW framework job report (XML) into a report (what is read: :mod:`autosplit.fjr`).
 
-        Keyword ``fields`` (``job_id``, ``stage``, ``attempt``, ``site``, ...) fill what the FJR lacks.
+        ``job_id`` defaults to the file name without suffix. ``assignment`` (a LumiMask or ``(run, lumi)``
+        pairs) checks that every processed lumi was assigned and lists the assigned-but-unprocessed lumis as
+        ``unfinished``. Other keyword ``fields`` (``stage``, ``attempt``, ``site``, ``outputs``, ...) fill
+        what the FJR lacks and override what it says. Raises :class:`~autosplit.fjr.FJRError`.
         """
-        from autosplit.estimators.fjr import read_fjr
+        values = fjr_fields(path, job_id=job_id, assignment=assignment)
+        values["outputs"] = [OutputFile(**output) for output in values["outputs"]]
+        values.update(fields)
+        try:
+            report = cls(**values)
+            if assignment is not None:
+                report.validate(assignment)
+        except JobReportError as exc:
+            raise FJRError(f"{Path(path)}: {exc}") from None
+        return report
 
-        return read_fjr(path, **fields)
+
+def read_fjr(path: str | os.PathLike[str], **fields: Any) -> JobReport:
+    """Read one CMSSW framework job report (XML): :meth:`JobReport.from_fjr_xml`."""
+    return JobReport.from_fjr_xml(path, **fields)

@@ -58,7 +58,6 @@ import signal
 import sys
 import time
 import traceback
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +65,7 @@ from typing import Any
 
 import msgspec
 
+from autosplit._checksums import adler32_file
 from autosplit._io import atomic_write_text
 from autosplit.errors import AutosplitError
 from autosplit.jobreport import JobReport, OutputFile
@@ -177,15 +177,6 @@ def _unit_from_dict(data: dict[str, Any], lfn: str) -> Unit:
         files=list(data.get("files") or [lfn]),
         features=features,
     )
-
-
-def adler32_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
-    """CMS-style adler32 checksum of a file, as 8 hex digits."""
-    value = 1
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            value = zlib.adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
 
 
 class Job:

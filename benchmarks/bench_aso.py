@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import peak_rss_bytes, write_results  # noqa: E402
 
-from autosplit.pipeline.aso import (  # noqa: E402
+from autosplit.aso import (  # noqa: E402
     Agent,
     AgentConfig,
     PosixTransport,

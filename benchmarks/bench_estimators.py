@@ -33,15 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, median_seconds, write_results  # noqa: E402
 
 from autosplit.estimators import MeanRateEstimator, RatioEstimator, UnitCostModel  # noqa: E402
-from autosplit.estimators.synthetic import (  # noqa: E402
-    Site,
-    SyntheticWorkload,
-    evaluate_estimators,
-    pack_contiguous,
-    read_brilcalc_csv,
-    simulate_probing,
-    synthetic_dataset,
-)
+from autosplit.sim.calibration import evaluate_estimators, pack_contiguous, simulate_probing  # noqa: E402
+from autosplit.sim.synthetic import Site, SyntheticWorkload, read_brilcalc_csv, synthetic_dataset  # noqa: E402
 
 BRILCALC = Path(__file__).parents[1] / "tests/data/brilcalc/lumi_small.csv"
 N_UNITS = 40_000

@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import median_seconds, write_results  # noqa: E402
 
-from autosplit.estimators.synthetic import SyntheticWorkload, synthetic_dataset  # noqa: E402
 from autosplit.sim import Pool, SimJob, Simulation, SiteSlots, predict_makespan, truth_from_workload  # noqa: E402
+from autosplit.sim.synthetic import SyntheticWorkload, synthetic_dataset  # noqa: E402
 from autosplit.splitting import ConstantRateModel, split  # noqa: E402
 
 N_UNITS = 200_000

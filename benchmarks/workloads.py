@@ -7,14 +7,14 @@ Unit structure (shared by every workload), from the real data in ``tests/data``:
 * **events per lumi** follow the per-lumi luminosity: the real brilcalc table (``brilcalc/lumi_small.csv``,
   fill 5839/5840) gives pile-up and recorded luminosity for its own runs; every other run follows that
   fill's profile stretched over the run's lumi range and scaled by a lognormal factor per run (sd 12 %),
-  as :func:`autosplit.estimators.synthetic.synthetic_dataset` does; events are Poisson with a mean of
+  as :func:`autosplit.sim.synthetic.synthetic_dataset` does; events are Poisson with a mean of
   ``EVENTS_PER_LUMI`` (930, the events per lumi of the DBS listing's SingleMu RECO files) times the lumi's
   recorded luminosity over the profile's mean;
 * **files**: consecutive lumis of one run, with (lumis per file, file size) pairs drawn from the real DBS
   listing's SingleMu RECO files (``dbs/dbs_files_lumis.json``: 2-60 lumis, median 5; 1.6-4.3 GB); a unit's
   bytes are its file's size apportioned by events; ``pileup`` is a unit feature.
 
-True cost per unit: :class:`~autosplit.estimators.synthetic.SyntheticWorkload` (per-event seconds rising
+True cost per unit: :class:`~autosplit.sim.synthetic.SyntheticWorkload` (per-event seconds rising
 with pile-up, a fixed cost per lumi, lognormal unit noise and heavy-tailed stragglers), with extra cost
 shapes the synthetic generator lacks: a bimodal per-run factor (a trigger-menu or reconstruction change
 invisible in the unit features) and a drift with time. The pool: ``N_SLOTS`` slots in sites of different
@@ -33,8 +33,8 @@ import numpy as np
 import polars as pl
 
 from autosplit.datasets import Dataset, LumiMask
-from autosplit.estimators.synthetic import Site, SyntheticWorkload, read_brilcalc_csv
 from autosplit.sim import Drift, Pool, SiteSlots, Truth, truth_from_workload
+from autosplit.sim.synthetic import Site, SyntheticWorkload, read_brilcalc_csv
 
 DATA = Path(__file__).parents[1] / "tests" / "data"
 GOLDEN_JSON = DATA / "lumimask" / "Cert_294927-306462_13TeV_EOY2017ReReco_Collisions17_JSON.txt"

@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from autosplit.pipeline.aso import (
+from autosplit.aso import (
     Agent,
     DestinationLimit,
     FlowLimits,
@@ -27,7 +27,7 @@ from autosplit.pipeline.aso import (
     status_summary,
     task_progress,
 )
-from autosplit.pipeline.aso.transports import classify_message, classify_os_error, temp_name
+from autosplit.aso.transports import classify_message, classify_os_error, temp_name
 from tests.test_aso_helpers import assert_delivered, fast_config, files_under, make_task
 
 
@@ -386,7 +386,7 @@ def test_aso_agent_keeps_each_destination_within_its_limit(tmp_path) -> None:
 
 
 def test_aso_posix_transport_refuses_unknown_schemes_and_mixed_roots(tmp_path) -> None:
-    from autosplit.pipeline.aso import register_outputs, stage_to_temp
+    from autosplit.aso import register_outputs, stage_to_temp
 
     local = tmp_path / "f.root"
     local.write_bytes(b"abc")

@@ -6,8 +6,8 @@ import json
 
 from click.testing import CliRunner
 
+from autosplit.aso import agent_command, job_transfer_outcome
 from autosplit.cli.aso_cmd import aso
-from autosplit.pipeline.aso import agent_command, job_transfer_outcome
 from tests.test_aso_helpers import assert_delivered, fast_config, make_task
 
 FAST = ["--lease", "0.5", "--poll", "0.01", "--backoff", "0", "--no-fsync"]
@@ -59,7 +59,7 @@ def test_aso_cli_list_retry_and_kill(tmp_path) -> None:
     assert_delivered(task)
     # kill: nothing left to kill in a finished job; a new attempt's transfers get cancelled
     assert json.loads(invoke("kill", task.db_path, "--task", "t1", "--json").output) == {"killed": 0}
-    from autosplit.pipeline.aso import register_outputs, stage_to_temp
+    from autosplit.aso import register_outputs, stage_to_temp
 
     local = tmp_path / "again.root"
     local.write_bytes(b"again")
@@ -93,11 +93,11 @@ def test_aso_cli_help_explains_and_agent_command_round_trips(tmp_path) -> None:
         assert result.exit_code == 0 and "Usage" in result.output
     assert "lease" in invoke("run", "--help").output.lower()
     # the argv the local backend uses parses with the same options (dest limits, sizes)
-    from autosplit.pipeline.aso import DestinationLimit, FlowLimits
+    from autosplit.aso import DestinationLimit, FlowLimits
 
     config = fast_config(flow=FlowLimits(5, 10**6, {"T1_X": DestinationLimit(2, 2 * 10**6)}))
     argv = agent_command(tmp_path / "db.sqlite", config, until="idle", fsync=False)
-    assert argv[1:4] == ["-m", "autosplit.pipeline.aso", "run"]
+    assert argv[1:4] == ["-m", "autosplit.aso", "run"]
     result = invoke(*argv[3:], "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["done"] == 0

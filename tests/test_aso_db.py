@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autosplit.pipeline.aso import (
+from autosplit.aso import (
     POSTJOB_DEFER,
     POSTJOB_FATAL,
     POSTJOB_OK,
@@ -33,7 +33,7 @@ from autosplit.pipeline.aso import (
     site_temp_usage,
     transfer_id,
 )
-from autosplit.pipeline.aso.flow import admit
+from autosplit.aso.flow import admit
 from tests.test_aso_helpers import make_task
 
 POLICY = RetryPolicy(max_retries=2, backoff_base=10.0, backoff_max=100.0)

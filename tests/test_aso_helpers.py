@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autosplit.pipeline.aso import (
+from autosplit.aso import (
     AgentConfig,
     FlowLimits,
     RetryPolicy,
@@ -18,7 +18,7 @@ from autosplit.pipeline.aso import (
     register_outputs,
     stage_to_temp,
 )
-from autosplit.pipeline.aso.transports import TEMP_SUFFIX
+from autosplit.aso.transports import TEMP_SUFFIX
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autosplit.pipeline.aso import (
+from autosplit.aso import (
     UnsafePathError,
     file_checksum,
     job_transfer_outcome,
@@ -19,7 +19,7 @@ from autosplit.pipeline.aso import (
     run_agent,
     stage_to_temp,
 )
-from autosplit.pipeline.aso.paths import check_inside, ensure_private_dir, safe_relpath
+from autosplit.aso.paths import check_inside, ensure_private_dir, safe_relpath
 from tests.test_aso_helpers import fast_config, files_under, make_task
 
 

@@ -4,7 +4,7 @@ The 50-kill loop forks agent processes from the test process (an agent starts in
 the command-line entry point takes ~0.5 s to import, too slow for 50 rounds) and kills them with SIGKILL
 at random moments: mostly 0-150 ms after the agent starts copying, sometimes 0-150 ms after the fork. Each copy is rate-limited so the work spans the whole loop
 and every kill lands on an agent with work in hand. A second test does the same with the real
-``python -m autosplit.pipeline.aso run`` process a few times, and stops one with SIGTERM.
+``python -m autosplit.aso run`` process a few times, and stops one with SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import zlib
 
 import numpy as np
 
-from autosplit.pipeline.aso import Agent, PosixTransport, TransferDB, run_agent, spawn_agent, stop_agent
-from autosplit.pipeline.aso.transports import temp_name
+from autosplit.aso import Agent, PosixTransport, TransferDB, run_agent, spawn_agent, stop_agent
+from autosplit.aso.transports import temp_name
 from tests.test_aso_helpers import assert_delivered, fast_config, make_task
 
 KILLS = 50

@@ -217,3 +217,38 @@ def test_condor_submission_on_a_real_pool(tmp_path) -> None:  # pragma: no cover
     task = make_task(tmp_path)
     task.config.backend.kind = "condor"
     assert start(task) is None
+
+
+def test_missing_htcondor_bindings_name_the_condor_extra(tmp_path, monkeypatch) -> None:
+    import sys
+
+    from autosplit.backends.condor import act
+    from autosplit.backends.local.statusfile import _read_classad
+    from autosplit.errors import AutosplitError, MissingDependencyError
+    from autosplit.pipeline.status import _running_nodes
+
+    task = make_task(tmp_path)  # (writing the task's DAGs needs htcondor2 too)
+    monkeypatch.setitem(sys.modules, "htcondor2", None)  # as if htcondor were not installed
+    monkeypatch.setitem(sys.modules, "classad2", None)
+    hint = r"pip install 'autosplit\[condor\]'"
+    with pytest.raises(MissingDependencyError, match=r"submit description needs .*htcondor2.*" + hint):
+        job_submit(
+            node="job-1",
+            python="/venv/bin/python",
+            spec_path=tmp_path / "spec.json",
+            report_path=tmp_path / "report.json",
+            job_dir=tmp_path,
+            event_log=tmp_path / "jobs.log",
+            soft_limit_seconds=None,
+            hard_limit_seconds=None,
+            grace_seconds=60.0,
+            memory_mb=2000,
+            site="T2_TEST",
+            task="t",
+            stage="processing",
+        )
+    with pytest.raises(AutosplitError, match="controlling a DAG on HTCondor needs .*" + hint):
+        act(1, "hold")
+    with pytest.raises(ImportError, match="classad2.*" + hint):
+        _read_classad("[ Type = \"DagStatus\" ]", "s.status")
+    assert _running_nodes(task) == {}  # status still works, without the running nodes

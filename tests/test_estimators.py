@@ -20,7 +20,7 @@ from autosplit.estimators import (
     job_runtime_quantile,
     read_fjr,
 )
-from autosplit.estimators.synthetic import Site, SyntheticWorkload, synthetic_dataset
+from autosplit.sim.synthetic import Site, SyntheticWorkload, synthetic_dataset
 from autosplit.splitting.model import CostModel
 from tests.conftest import DATA
 
@@ -315,3 +315,52 @@ def test_unit_cost_model_stays_finite_when_a_job_measured_only_zero_event_lumis(
     reports.append(JobReport(job_id="empty", site="A", units=zero, wall_seconds=1.0, init_seconds=1.0))
     model = UnitCostModel(per_unit_cost=False).fit(reports)
     assert np.isfinite(model.shared_cv) and np.isfinite(model.node_cv_)
+
+
+def test_estimators_follow_the_scikit_learn_contract():
+    from sklearn.base import BaseEstimator, clone
+
+    assert isinstance(clone(UnitCostModel()), UnitCostModel)
+    reports, ds, _ = run(SyntheticWorkload(), n_jobs=12)
+    custom = {
+        UnitCostModel: {"features": ["pileup"], "quadratic": False, "site_weights": {"T2_SLOW": 2.0}},
+        RatioEstimator: {"confidence": 0.9},
+        MeanRateEstimator: {"margin": 0.8},
+        MemoryModel: {},
+        OutputModel: {},
+    }
+    for cls, params in custom.items():
+        estimator = cls(**params)
+        assert isinstance(estimator, BaseEstimator)
+        # get_params round-trips: the constructor stores its arguments under their own names.
+        assert {k: estimator.get_params()[k] for k in params} == params
+        again = cls(**estimator.get_params())
+        assert again.get_params() == estimator.get_params()
+        assert cls().set_params(**params).get_params() == estimator.get_params()
+        assert repr(estimator).startswith(cls.__name__ + "(")
+        assert not [name for name in vars(estimator) if name.endswith("_")], "learned state before fit"
+        fitted = estimator.fit(reports, ds)
+        assert fitted is estimator and [name for name in vars(fitted) if name.endswith("_")]
+        assert not [name for name in vars(fitted) if name.startswith("_")], "hidden state"
+        # clone of a fitted model: unfitted, same parameters.
+        fresh = clone(fitted)
+        assert type(fresh) is cls and fresh.get_params() == fitted.get_params()
+        assert not [name for name in vars(fresh) if name.endswith("_")]
+    with pytest.raises(EstimatorError, match="not fitted"):
+        clone(UnitCostModel().fit(reports)).predict_unit_seconds(ds.units)
+
+
+def test_for_site_returns_a_fitted_copy_and_leaves_the_model_alone():
+    from sklearn.base import clone
+
+    reports, ds, _ = run(SyntheticWorkload(), n_jobs=12)
+    model = UnitCostModel().fit(reports)
+    before = model.predict_unit_seconds(ds.units)[0]
+    slow = model.for_site("T2_SLOW")
+    assert slow is not model and model.destination is None and slow.destination == "T2_SLOW"
+    np.testing.assert_array_equal(model.predict_unit_seconds(ds.units)[0], before)
+    np.testing.assert_allclose(
+        UnitCostModel(destination="T2_SLOW").fit(reports).predict_unit_seconds(ds.units)[0],
+        slow.predict_unit_seconds(ds.units)[0],
+    )
+    assert clone(slow).get_params()["destination"] == "T2_SLOW"

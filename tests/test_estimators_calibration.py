@@ -17,14 +17,8 @@ import numpy as np
 import pytest
 
 from autosplit.estimators import MeanRateEstimator, RatioEstimator, UnitCostModel
-from autosplit.estimators.synthetic import (
-    Site,
-    SyntheticWorkload,
-    evaluate_estimators,
-    read_brilcalc_csv,
-    simulate_probing,
-    synthetic_dataset,
-)
+from autosplit.sim.calibration import evaluate_estimators, simulate_probing
+from autosplit.sim.synthetic import Site, SyntheticWorkload, read_brilcalc_csv, synthetic_dataset
 from tests.conftest import DATA
 
 PROBES = {"first_probes": 60, "more_probes": 30, "seconds_per_probe": 900.0, "max_event_fraction": 0.01}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autosplit.datasets import LumiMask
-from autosplit.estimators import FJRError, read_fjr
-from autosplit.jobreport import JobReport
+from autosplit.jobreport import FJRError, JobReport, read_fjr
 from tests.conftest import DATA
 
 FJR = DATA / "fjr"

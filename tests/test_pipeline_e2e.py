@@ -223,7 +223,7 @@ def test_asynchronous_stage_out_moves_outputs_and_postjobs_wait_for_it(tmp_path)
     accepted = {n for n, state in _job_states(task).items() if state in ("done", "soft-stopped")}
     delivered = {p.parent.name for p in task.destination.rglob("count.txt")}
     assert delivered == accepted
-    from autosplit.pipeline.aso import TransferDB
+    from autosplit.aso import TransferDB
 
     with TransferDB(task.transfer_db) as db:
         rows = db.rows(task=task.name)

@@ -8,7 +8,7 @@ import pytest
 
 from autosplit.datasets import Dataset, LumiMask
 from autosplit.estimators import EstimatorError, RatioEstimator, UnitCostModel, choose_probes, enough_probes
-from autosplit.estimators.synthetic import SyntheticWorkload, synthetic_dataset
+from autosplit.sim.synthetic import SyntheticWorkload, synthetic_dataset
 from tests.conftest import DBS_JSON
 
 
@@ -115,3 +115,20 @@ def test_enough_probes_stops_when_the_interval_is_tight(ds):
     assert enough_probes(RatioEstimator().fit(probe(150, 3)), ds, rel_precision=0.05)
     with pytest.raises(EstimatorError, match="no confidence interval"):
         enough_probes(object(), ds)
+
+
+def test_probe_round_rules_shared_by_the_pipeline_and_the_simulator():
+    from autosplit.estimators.probes import probe_budget, probe_round_seed
+    from autosplit.splitting.limits import probe_hard_limit
+
+    events = np.array([10, 400, 30, 200, 5])
+    # A fraction of the events, but at least the n_probes largest units (so no probe goes empty).
+    assert probe_budget(events, 2, 0.99) == 0.99 * 645
+    assert probe_budget(events, 2, 0.01) == 600.0
+    assert probe_budget(events, 2, 0.5, total_events=2000) == 1000.0
+    assert probe_budget(events, 10, 0.01) == 645.0
+    # Every round samples with its own seed; round 1 keeps its old one.
+    seeds = [probe_round_seed(r) for r in (1, 2, 3)]
+    assert seeds[0] == len("probe") and len(set(seeds)) == 3
+    # A probe's hard limit: four times its soft limit (at least a minute more), plus the grace period.
+    assert probe_hard_limit(900.0, 60.0) == 3660.0 and probe_hard_limit(10.0, 5.0) == 75.0

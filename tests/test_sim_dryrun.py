@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from autosplit.estimators import UnitCostModel
-from autosplit.estimators.synthetic import SyntheticWorkload, simulate_probing, synthetic_dataset
 from autosplit.sim import gamma_draw, makespan_vs_target, predict_makespan, truth_from_model
+from autosplit.sim.calibration import simulate_probing
+from autosplit.sim.synthetic import SyntheticWorkload, synthetic_dataset
 from autosplit.splitting import ConstantRateModel
 
 TARGET = 4 * 3600.0

@@ -4,14 +4,12 @@ determinism, the lower bound."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
 import pytest
 
 from autosplit import Dataset
-from autosplit.estimators.synthetic import SyntheticWorkload, synthetic_dataset
 from autosplit.sim import (
     AutosplitPolicy,
     Drift,
@@ -26,6 +24,7 @@ from autosplit.sim import (
     stage_windows,
     truth_from_workload,
 )
+from autosplit.sim.synthetic import SyntheticWorkload, synthetic_dataset
 
 
 def tiny_dataset(n: int) -> Dataset:
@@ -278,9 +277,15 @@ def test_policy_defaults_match_the_pipeline():
     assert (policy.retries, policy.max_unit_failures) == (limits.retries, limits.max_unit_failures)
     assert policy.max_probe_rounds == predag.MAX_PROBE_ROUNDS
     assert Pool.uniform(1).grace_seconds == float(limits.grace_seconds)
-    task = SimpleNamespace(config=SimpleNamespace(grace_seconds=60.0, target_seconds=28800.0))
-    for soft, q99 in ((28800.0, 100.0), (28800.0, 5000.0), (900.0, 1.0), (None, 10.0)):
-        assert hard_limit(soft, q99, 28800.0, 60.0) == predag._hard_limit(soft, q99, task)
+    # One rule for the pipeline and the simulator (autosplit.splitting.limits); its values:
+    for soft, q99, expected in (
+        (28800.0, 100.0, 28800.0 + 7200.0 + 60.0),  # a quarter of the soft limit
+        (28800.0, 5000.0, 28800.0 + 15000.0 + 60.0),  # three times the slowest unit's 99 % quantile
+        (900.0, 1.0, 900.0 + 225.0 + 60.0),
+        (100.0, 1.0, 100.0 + 60.0 + 60.0),  # at least a minute
+        (None, 10.0, 3 * 28800.0 + 60.0),  # no soft limit: the whole job must fit
+    ):
+        assert hard_limit(soft, q99, 28800.0, 60.0) == expected
 
 
 def test_pool_validation_and_helpers():

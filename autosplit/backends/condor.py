@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from autosplit._condor import condor_module
 from autosplit.errors import AutosplitError
 
 
@@ -19,8 +20,12 @@ class CondorError(AutosplitError):
     """No schedd can be reached, or the schedd refused an action."""
 
 
+def _htcondor2(purpose: str) -> Any:
+    return condor_module("htcondor2", purpose)
+
+
 def _schedd() -> Any:
-    import htcondor2
+    htcondor2 = _htcondor2("the condor backend")
 
     try:
         return htcondor2.Schedd()
@@ -33,7 +38,7 @@ def _schedd() -> Any:
 
 def dag_submit_description(dag: str | os.PathLike[str], options: dict[str, Any] | None = None) -> Any:
     """``htcondor2.Submit.from_dag`` for the DAG (writes ``<dag>.condor.sub``)."""
-    import htcondor2
+    htcondor2 = _htcondor2("submitting a DAG to HTCondor")
 
     opts = {"force": True, **(options or {})}
     return htcondor2.Submit.from_dag(str(Path(dag)), opts)
@@ -55,7 +60,7 @@ def submit_dag(
 
 def act(cluster: int, action: str, reason: str = "autosplit") -> dict[str, Any]:
     """Hold, release or remove the DAGMan job (and so its node jobs)."""
-    import htcondor2
+    htcondor2 = _htcondor2("controlling a DAG on HTCondor")
 
     actions = {
         "hold": htcondor2.JobAction.Hold,

@@ -52,6 +52,7 @@ def _register() -> None:
         dataset_cmd,
         dryrun_cmd,
         internal_cmd,
+        serve_cmd,
         split_cmd,
         task_cmd,
         wrapper_cmd,
@@ -65,6 +66,7 @@ def _register() -> None:
     cli.add_command(wrapper_cmd.wrapper)
     cli.add_command(aso_cmd.aso)
     cli.add_command(dagman_cmd.dagman)
+    cli.add_command(serve_cmd.serve_command)
 
 
 _register()

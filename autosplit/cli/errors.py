@@ -1,25 +1,11 @@
-"""How command groups report errors: one line on standard error, never a traceback."""
+"""How command groups report errors: one line on standard error, never a traceback.
+
+Defined in :mod:`autosplit._cmdline` (so that command groups living outside the CLI, such as
+:mod:`autosplit.aso`'s, share it without importing :mod:`autosplit.cli`); re-exported here for the CLI.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from autosplit._cmdline import EXIT_USAGE, OneLineErrors
 
-import click
-
-from autosplit.errors import AutosplitError
-
-EXIT_USAGE = 2
-
-
-class OneLineErrors(click.Group):
-    """A click group that turns :class:`AutosplitError` into ``autosplit: error: ...`` and exit status 2.
-
-    Used by the root command and by groups that also run on their own (``python -m autosplit.pipeline.aso``).
-    """
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except AutosplitError as exc:
-            click.echo(f"autosplit: error: {exc}", err=True)
-            ctx.exit(EXIT_USAGE)
+__all__ = ["EXIT_USAGE", "OneLineErrors"]

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from autosplit._condor import condor_module
+
 HARD_LIMIT_REASON = "autosplit: wall time above the hard limit"
 
 
@@ -46,8 +48,8 @@ def job_submit(
     ``batch_backstop`` adds the ``periodic_remove`` hard limit for HTCondor (the local executor runs the
     wrapper, which enforces the limit itself, and refuses policy expressions it cannot evaluate).
     """
-    import htcondor2  # noqa: F401  (imported for Submit; sets CONDOR_CONFIG=/dev/null when unset)
-    from htcondor2 import Submit
+    # htcondor2 for Submit (importing it sets CONDOR_CONFIG=/dev/null when unset)
+    Submit = condor_module("htcondor2", "writing a job's submit description").Submit
 
     arguments = [
         "-m",

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from autosplit.datasets import dbs, root  # noqa: F401  (their readers register behind Dataset.from_*)
 from autosplit.datasets.dataset import Dataset
 from autosplit.datasets.lumimask import LumiMask
 from autosplit.errors import DatasetError

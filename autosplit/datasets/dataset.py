@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,28 @@ FILE_SCHEMA: dict[str, pl.DataType] = {
     "locations": pl.List(pl.String()),
 }
 PARQUET_FORMAT = "autosplit-dataset/1"
+
+#: readers of other sources (``"dbs_json"``, ``"root"``), registered by their modules
+#: (:mod:`autosplit.datasets.dbs`, :mod:`autosplit.datasets.root`) when the package imports them, so the
+#: Dataset does not import its loaders back.
+LOADERS: dict[str, Callable[..., Dataset]] = {}
+
+
+def register_loader(kind: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    """Decorator: make ``loader`` the reader behind ``Dataset.from_<kind>``."""
+
+    def register(loader: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        LOADERS[kind] = loader
+        return loader
+
+    return register
+
+
+def _loader(kind: str) -> Callable[..., Dataset]:
+    try:
+        return LOADERS[kind]
+    except KeyError:  # only when autosplit.datasets.dataset is loaded without its package
+        raise DatasetError(f"no {kind} reader is registered; import autosplit.datasets") from None
 
 
 def unit_keys(runs: np.ndarray, lumis: np.ndarray) -> np.ndarray:
@@ -288,16 +310,12 @@ class Dataset:
     @classmethod
     def from_dbs_json(cls, path: str | os.PathLike[str], dataset: str | None = None) -> Dataset:
         """Read a DBS-like listing (see :mod:`autosplit.datasets.dbs`); per-lumi events are estimated."""
-        from autosplit.datasets.dbs import read_dbs_json
-
-        return read_dbs_json(path, dataset=dataset)
+        return _loader("dbs_json")(path, dataset=dataset)
 
     @classmethod
     def from_root(cls, paths: Any, tree: str = "Events") -> Dataset:
         """Read exact per-lumi event counts from ROOT files (``run``/``luminosityBlock`` branches)."""
-        from autosplit.datasets.root import read_root
-
-        return read_root(paths, tree=tree)
+        return _loader("root")(paths, tree=tree)
 
     @classmethod
     def from_parquet(cls, path: str | os.PathLike[str]) -> Dataset:

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from autosplit._io import parse_json
-from autosplit.datasets.dataset import Dataset, _build_dataset, apportion, unit_keys
+from autosplit.datasets.dataset import Dataset, _build_dataset, apportion, register_loader, unit_keys
 from autosplit.errors import DatasetError
 
 
@@ -61,6 +61,7 @@ def _field(record: dict[str, Any], name: str, kind: type, where: str, default: A
     return value
 
 
+@register_loader("dbs_json")
 def read_dbs_json(path: str | os.PathLike[str], dataset: str | None = None) -> Dataset:
     """Read a DBS-like listing into a :class:`Dataset` (per-lumi events estimated)."""
     origin = str(path)

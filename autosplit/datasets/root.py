@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from autosplit.datasets.dataset import Dataset, _build_dataset, apportion, unit_keys
+from autosplit.datasets.dataset import Dataset, _build_dataset, apportion, register_loader, unit_keys
 from autosplit.errors import DatasetError
 
 RUN_BRANCH = "run"
@@ -79,6 +79,7 @@ def _read_lumis(path: Path, tree: str) -> tuple[np.ndarray, np.ndarray, int]:
         return np.asarray(arrays[RUN_BRANCH]), np.asarray(arrays[LUMI_BRANCH]), int(events.num_entries)
 
 
+@register_loader("root")
 def read_root(paths: Any, tree: str = "Events") -> Dataset:
     """Read one or more ROOT files into a :class:`Dataset` with exact per-lumi event counts."""
     files = expand_paths(paths)

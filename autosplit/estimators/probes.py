@@ -9,6 +9,11 @@ finishes are done.
 
 :func:`enough_probes` is the stopping rule: probing stops once the confidence interval of the predicted
 total processing time of the remaining units is narrower than the requested relative precision.
+
+The rules of a probe round that the pipeline (:mod:`autosplit.pipeline.predag`,
+:mod:`autosplit.pipeline.dryrun`) and the simulator (:mod:`autosplit.sim.autosplit_policy`) share live here
+once: :func:`probe_budget` (how many events a round may take), :func:`probe_round_seed` (each round samples
+with its own seed) and :data:`MAX_PROBE_ROUNDS`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,28 @@ import numpy as np
 import polars as pl
 
 from autosplit.estimators._base import EstimatorError, units_frame
+
+#: probe rounds of a task at most (round 1 before processing, rounds 2.. while the estimate is too wide)
+MAX_PROBE_ROUNDS = 3
+
+
+def probe_budget(
+    events: Any, n_probes: int, probe_fraction: float, total_events: float | None = None
+) -> float:
+    """The event budget of a probe round over units holding ``events`` (one count per unit).
+
+    ``probe_fraction`` of ``total_events`` (default: the sum of ``events``), but never so small that some
+    probe could get no unit: at least the events of the ``n_probes`` largest units.
+    """
+    events = np.sort(np.asarray(events))[::-1]
+    total = float(events.sum()) if total_events is None else float(total_events)
+    return max(probe_fraction * total, float(events[:n_probes].sum()))
+
+
+def probe_round_seed(round_number: int) -> int:
+    """Seed of probe round ``round_number`` (1, 2, ...): each round its own, so rounds sample different
+    units. Round 1 keeps the seed it has always had (5)."""
+    return 4 + int(round_number)
 
 
 def choose_probes(

@@ -9,6 +9,9 @@ rates overestimates the work-weighted rate by about ``exp(s**2)``, so it underes
 
 :class:`RatioEstimator` is total seconds over total events, the unbiased estimator of the seconds per event
 of the work, with a jackknife confidence interval over jobs.
+
+Both are scikit-learn estimators (:class:`sklearn.base.BaseEstimator`: parameters stored by the constructor,
+learned attributes ending in ``_`` set by ``fit``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator
 
 from autosplit.estimators._base import (
     EstimatorError,
@@ -55,7 +59,7 @@ def _events(units: Any) -> np.ndarray:
     return units_frame(units)["events"].cast(pl.Float64).to_numpy()
 
 
-class MeanRateEstimator:
+class MeanRateEstimator(BaseEstimator):
     """CRAB3's estimator: the arithmetic mean of per-job throughputs (events/s), kept as the baseline.
 
     ``predict_unit_seconds`` gives ``events / rate_`` with no spread; :meth:`predict_quantile` applies
@@ -119,7 +123,7 @@ class MeanRateEstimator:
         return events / high_rate, estimate, (events / low_rate if low_rate > 0 else math.inf)
 
 
-class RatioEstimator:
+class RatioEstimator(BaseEstimator):
     """Seconds per event = total processing seconds / total events, with a jackknife confidence interval.
 
     The spread of whole jobs around ``seconds_per_event_ * events`` (their relative standard deviation

@@ -4,6 +4,9 @@ Both fit ``value = intercept_ + slope_ * events`` over jobs (Huber-robust, relat
 coefficients) and give an upper quantile by split-conformal calibration on out-of-fold ratios
 ``value / predicted`` (each job predicted by a fit without it). With ``n`` jobs the largest attainable level
 is ``n / (n + 1)``; beyond it the largest ratio seen is used.
+
+Both are scikit-learn estimators without parameters (:class:`sklearn.base.BaseEstimator`; learned attributes
+end in ``_`` and are set by ``fit``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator
 
 from autosplit.estimators._base import (
     EstimatorError,
@@ -35,7 +39,7 @@ def _fit_line(events: np.ndarray, values: np.ndarray) -> np.ndarray:
     return coef * (values.sum() / predicted.sum()) if predicted.sum() > 0 else coef
 
 
-class _PerJobLinear:
+class _PerJobLinear(BaseEstimator):
     _column = ""
     _label = ""
 

@@ -32,8 +32,12 @@ Fit (:meth:`UnitCostModel.fit`):
    split-conformal per-unit quantiles (:meth:`predict_quantile`); the jackknife gives a confidence
    interval of any total (:meth:`total_seconds_interval`).
 
-Predictions are for a job whose site is unknown (the probes' site mix, or ``site_weights``);
-:meth:`for_site` gives a model for a known destination.
+Predictions are for a job whose site is unknown (the probes' site mix, or ``site_weights``), or for the
+site named by the ``destination`` parameter; :meth:`for_site` gives a fitted copy for a known destination.
+
+The model follows scikit-learn's estimator contract (it is a :class:`sklearn.base.BaseEstimator`): the
+constructor only stores its parameters, :meth:`fit` sets the learned attributes (ending in ``_``) and
+returns ``self``, and ``get_params``/``set_params``/``sklearn.base.clone`` work.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator
 
 from autosplit.estimators._base import (
     EstimatorError,
@@ -192,7 +197,7 @@ def _shape_misfit(y: np.ndarray, pred: np.ndarray, events: np.ndarray, min_per_c
     return max(spread, 0.0) / centre**2
 
 
-class UnitCostModel:
+class UnitCostModel(BaseEstimator):
     """Per-unit seconds from events and unit features, per-site factors, calibrated spread (the default).
 
     Implements the planner's cost-model protocol (:class:`autosplit.splitting.CostModel`).
@@ -216,6 +221,10 @@ class UnitCostModel:
     site_weights:
         Destination distribution ``{site: weight}`` of future jobs; default: the sites' shares of the
         measured work. Unknown sites in it count with factor 1.
+    destination:
+        The site future jobs run at, when known (``None``: unknown, see ``site_weights``): predictions use
+        its factor (1 if it was never seen) and the between-site spread leaves :attr:`shared_cv`. Only
+        predictions depend on it; :meth:`for_site` sets it on a fitted copy.
     match_quantile:
         The planner approximates a job's runtime as normal. When the job-wide time factor is skewed (a
         few slow sites, lognormal node speeds), :attr:`shared_cv` is widened so that the normal quantile
@@ -264,6 +273,7 @@ class UnitCostModel:
         use_bytes: bool | str = "auto",
         site_factors: bool = True,
         site_weights: Mapping[str, float] | None = None,
+        destination: str | None = None,
         match_quantile: float | None = 0.95,
         confidence: float = 0.95,
         huber_k: float = 1.345,
@@ -276,15 +286,12 @@ class UnitCostModel:
         self.use_bytes = use_bytes
         self.site_factors = site_factors
         self.site_weights = site_weights
+        self.destination = destination
         self.match_quantile = match_quantile
         self.confidence = confidence
         self.huber_k = huber_k
         self.max_folds = max_folds
         self.random_state = random_state
-
-    def __repr__(self) -> str:
-        fitted = f", terms={self.terms_}" if hasattr(self, "coef_") else ""
-        return f"UnitCostModel(features={self.features!r}{fitted})"
 
     # ------------------------------------------------------------------ fit
     def _choose_terms(self, unit_rows: pl.DataFrame, jobs: pl.DataFrame) -> list[str]:
@@ -478,7 +485,6 @@ class UnitCostModel:
         self.scores_ = np.sort(scores[np.isfinite(scores)])
         events_total = float(used["events"].sum() or 0)
         self.seconds_per_event_ = float(observed.sum() / events_total) if events_total > 0 else math.nan
-        self._destination: str | None = None
         # Diagnostic: out-of-fold job z-scores under the planner's normal model (rms ~ 1 when calibrated).
         valid = job_oof > 0
         sd = np.sqrt(self.shared_cv**2 + unit_cv2 * herfindahl[valid])
@@ -494,8 +500,8 @@ class UnitCostModel:
         return self.overhead_seconds_
 
     def _destination_factor(self) -> float:
-        if self._destination is not None:
-            return self.site_factors_.get(self._destination, 1.0)
+        if self.destination is not None:
+            return self.site_factors_.get(self.destination, 1.0)
         if not self.site_weights:
             return 1.0  # the coefficients are already at the measured work mix
         weights = {s: float(w) for s, w in self.site_weights.items() if w > 0}
@@ -506,7 +512,7 @@ class UnitCostModel:
 
     def _site_mixture(self) -> tuple[np.ndarray, np.ndarray]:
         """Time factors (mean 1) and weights of the sites a job may land on."""
-        if self._destination is not None:
+        if self.destination is not None:
             return np.ones(1), np.ones(1)
         if self.site_weights:
             weights = {s: float(w) for s, w in self.site_weights.items() if w > 0}
@@ -542,11 +548,16 @@ class UnitCostModel:
                 for f, w in zip(factors, weights, strict=True)
             )
 
-        low, high = float(factors.min()) * math.exp(-10 * sigma), float(factors.max()) * math.exp(10 * sigma)
-        for _ in range(80):
-            mid = math.sqrt(low * high)
-            low, high = (mid, high) if below(mid) < q else (low, mid)
-        return math.sqrt(low * high)
+        from scipy.optimize import brentq
+
+        # The root of below(x) = q, in log x, between 10 sigma below the slowest site and above the fastest.
+        low = math.log(float(factors.min())) - 10 * sigma
+        high = math.log(float(factors.max())) + 10 * sigma
+        if below(math.exp(high)) <= q:
+            return math.exp(high)
+        if below(math.exp(low)) >= q:
+            return math.exp(low)
+        return math.exp(brentq(lambda u: below(math.exp(u)) - q, low, high, xtol=1e-12))
 
     @property
     def shared_cv(self) -> float:
@@ -554,7 +565,7 @@ class UnitCostModel:
         shape misfit), at least as wide as makes the planner's normal ``match_quantile`` equal the
         factor's own (:meth:`shared_factor_quantile`), which is skewed when sites differ a lot."""
         check_fitted(self, "coef_")
-        site = 0.0 if self._destination is not None else self.site_cv_
+        site = 0.0 if self.destination is not None else self.site_cv_
         moment = math.sqrt(site**2 + self.node_cv_**2 + self.param_cv_**2 + self.shape_cv_**2)
         if self.match_quantile is None:
             return moment
@@ -613,11 +624,10 @@ class UnitCostModel:
 
     # ------------------------------------------------------------------ views
     def for_site(self, site: str) -> UnitCostModel:
-        """A copy predicting for jobs that run at ``site`` (factor 1 if the site was never seen)."""
+        """A fitted copy predicting for jobs that run at ``site`` (its ``destination`` parameter; factor 1
+        if the site was never seen). This model is left as it is; the copy shares its learned arrays."""
         check_fitted(self, "coef_")
-        other = copy.copy(self)
-        other._destination = site
-        return other
+        return copy.copy(self).set_params(destination=site)
 
     def summary(self) -> dict[str, Any]:
         """Fitted values as plain JSON-ready data (seconds, fractions)."""

@@ -51,7 +51,7 @@ def kill(task: TaskDir, nodes: list[str] | None = None) -> dict:
             ledger.set_meta(killed=str(time.time()))
     signalled = []
     if task.transfer_db.exists():
-        from autosplit.pipeline.aso import kill_job_transfers
+        from autosplit.aso import kill_job_transfers
 
         for node in nodes or [None]:
             kill_job_transfers(task.transfer_db, task.name, node, reason="killed by the user")

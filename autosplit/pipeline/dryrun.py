@@ -190,6 +190,7 @@ def dryrun(
 ) -> DryrunResult:
     """Probe, fit, plan and predict; see the module docstring. ``budget_seconds`` bounds the probing."""
     from autosplit.estimators import choose_probes, enough_probes
+    from autosplit.estimators.probes import probe_budget
     from autosplit.pipeline.predag import fit_models, processing_plan
 
     say = progress or (lambda text: None)
@@ -214,10 +215,11 @@ def dryrun(
             candidates = np.flatnonzero(~probed)
             if candidates.size == 0:
                 break
-            events = np.sort(units["events"].to_numpy()[candidates])[::-1]
-            budget = max(
-                config.splitting.probe_fraction * float(units["events"].sum()),
-                float(events[: config.n_probes].sum()),
+            budget = probe_budget(
+                units["events"].to_numpy()[candidates],
+                config.n_probes,
+                config.splitting.probe_fraction,
+                total_events=float(units["events"].sum()),
             )
             chosen = choose_probes(
                 units[candidates],

@@ -4,7 +4,7 @@ When the postjob accepts an attempt, the output files its report lists are copie
 directory to ``<destination>/<node>/<name>`` (temporary name, then rename; size and adler32 checksum
 verified against the report). What a job run later writes never replaces committed outputs, so the
 destination always matches the ledger. With ``[output] stage_out = "aso"`` the asynchronous stage-out
-agent moves the files instead (:mod:`autosplit.pipeline.aso`).
+agent moves the files instead (:mod:`autosplit.aso`).
 """
 
 from __future__ import annotations

@@ -254,7 +254,7 @@ def _maybe_abort(
 
 def _transfers(task: TaskDir, node: str, retry: int, report: JobReport, verdict: Verdict):
     """Asynchronous stage-out: (DEFER result, verdict) while transfers move, else (None, updated verdict)."""
-    from autosplit.pipeline.aso import OutcomeKind, job_transfer_outcome, kill_job_transfers, register_outputs
+    from autosplit.aso import OutcomeKind, job_transfer_outcome, kill_job_transfers, register_outputs
 
     info = report.meta.get("stage_out")
     if not isinstance(info, dict):
@@ -299,7 +299,7 @@ def ensure_agent(task: TaskDir) -> int:
     """Start the task's stage-out agent unless one is running (its pid is kept in the task directory)."""
     import os
 
-    from autosplit.pipeline.aso import spawn_agent
+    from autosplit.aso import spawn_agent
 
     pid_file = task.root / "transfers.agent.pid"
     try:

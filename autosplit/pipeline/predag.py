@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from autosplit.errors import AutosplitError, OversizedUnitsWarning
+from autosplit.estimators.probes import MAX_PROBE_ROUNDS, choose_probes, probe_budget, probe_round_seed
 from autosplit.jobreport import JobReport, JobReportError
 from autosplit.ledger import Ledger
 from autosplit.pipeline.stages import PlannedJob, node_prefix, stage_dag, write_dag_config
 from autosplit.pipeline.taskdir import PRE_SKIP_CODE, TaskDir
+from autosplit.splitting.limits import job_hard_limit, probe_hard_limit
 
-MAX_PROBE_ROUNDS = 3
 _KEY = re.compile(r"^(processing)(?:-r(\d+))?$|^tail-(\d+)$|^resubmit-(\d+)$")
 
 
@@ -114,30 +115,19 @@ def model_info(models: dict[str, Any], units: Any) -> dict[str, Any]:
     return info
 
 
-def _hard_limit(soft: float | None, unit_quantile: float, task: TaskDir) -> float:
-    """Seconds: room for the unit in progress at the soft limit to finish, plus the grace period."""
-    grace = task.config.grace_seconds
-    if soft is None:  # last tail: no soft stop, so the whole job must fit
-        return 3.0 * task.config.target_seconds + grace
-    return soft + max(0.25 * soft, 3.0 * unit_quantile, 60.0) + grace
-
-
 def probe_jobs(
     task: TaskDir, stage: str, units: Any, unit_ids: np.ndarray, model: Any = None
 ) -> list[PlannedJob]:
-    """Probe jobs for ``stage`` over a stratified sample of ``units`` (rows map to ledger ``unit_ids``)."""
-    from autosplit.estimators import choose_probes
-
+    """Probe jobs for ``stage`` (``probe`` or ``probe-rK``) over a stratified sample of ``units`` (rows map
+    to ledger ``unit_ids``)."""
     config = task.config
     n_probes = config.n_probes
-    events = np.sort(units["events"].to_numpy())[::-1]
-    # The event budget, but never so small that some probe could get no unit at all.
-    budget = max(config.splitting.probe_fraction * float(events.sum()), float(events[:n_probes].sum()))
-    chosen = choose_probes(
-        units, n_probes, config.probe_seconds, model=model, max_events=budget, seed=len(stage)
-    )
+    budget = probe_budget(units["events"].to_numpy(), n_probes, config.splitting.probe_fraction)
+    round_number = int(stage.rsplit("-r", 1)[1]) if stage.startswith("probe-r") else 1
+    seed = probe_round_seed(round_number)
+    chosen = choose_probes(units, n_probes, config.probe_seconds, model=model, max_events=budget, seed=seed)
     soft = config.probe_seconds
-    hard = max(4.0 * soft, soft + 60.0) + config.grace_seconds
+    hard = probe_hard_limit(soft, config.grace_seconds)
     prefix = node_prefix(stage)
     jobs = []
     for index, probe in enumerate(sorted(set(chosen["probe"].to_list()))):
@@ -160,12 +150,13 @@ def _planned_from_plan(
     """PlannedJobs from a JobPlan made on a subset dataset whose rows map to ``unit_ids``."""
     cost = models["cost"]
     q99 = cost.predict_quantile(plan.dataset.units, 0.99)
+    target, grace = task.config.target_seconds, task.config.grace_seconds
     jobs = []
     prefix = node_prefix(stage)
     predicted = plan.jobs["predicted_seconds"].to_list()
     for job in range(plan.n_jobs):
         rows = plan.job_rows(job)
-        hard = _hard_limit(soft, float(q99[rows].max()), task)
+        hard = job_hard_limit(soft, float(q99[rows].max()), target, grace)
         jobs.append(
             PlannedJob(
                 f"{prefix}-{start + job + 1}",
@@ -321,7 +312,7 @@ def _plan_jobs(task, ledger, kind, number, pending, unit_ids, pending_units, mod
                         unit_ids[row : row + 1],
                         float(means[k]),
                         None,
-                        _hard_limit(None, 0.0, task),
+                        job_hard_limit(None, 0.0, target, config.grace_seconds),
                         config.limits.memory_mb,
                     )
                 )

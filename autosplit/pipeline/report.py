@@ -27,6 +27,28 @@ def _mask(units: pl.DataFrame) -> LumiMask:
     return LumiMask.from_pairs(units["run"].to_numpy(), units["lumi"].to_numpy())
 
 
+def split_units(units: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The ledger's units as the report counts them: (done, not finished = pending or in a job, quarantined)."""
+    return (
+        units.filter(pl.col("state") == "done"),
+        units.filter(pl.col("state").is_in(["pending", "assigned"])),
+        units.filter(pl.col("state") == "quarantined"),
+    )
+
+
+def lumi_lists(units: pl.DataFrame) -> dict[str, LumiMask]:
+    """The report's three lumi lists of the ledger's ``units``, by file name (``processedLumis.json``, ...).
+
+    Computed without writing anything (``autosplit serve`` shows them); :func:`write_report` writes them.
+    """
+    done, open_units, quarantined = split_units(units)
+    return {
+        "processedLumis.json": _mask(done),
+        "notFinishedLumis.json": _mask(open_units),
+        "quarantinedLumis.json": _mask(quarantined),
+    }
+
+
 def write_report(task: TaskDir, outdir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Write the lumi lists and summary into ``outdir`` (default ``<task>/results``); returns the summary."""
     task.require()
@@ -35,14 +57,8 @@ def write_report(task: TaskDir, outdir: str | os.PathLike[str] | None = None) ->
     with task.ledger() as ledger:
         units = ledger.units()
         attempts = ledger.attempts()
-    done = units.filter(pl.col("state") == "done")
-    open_units = units.filter(pl.col("state").is_in(["pending", "assigned"]))
-    quarantined = units.filter(pl.col("state") == "quarantined")
-    files = {
-        "processedLumis.json": _mask(done),
-        "notFinishedLumis.json": _mask(open_units),
-        "quarantinedLumis.json": _mask(quarantined),
-    }
+    done, open_units, quarantined = split_units(units)
+    files = lumi_lists(units)
     for name, mask in files.items():
         mask.to_json(out / name)
     outputs = []

@@ -15,6 +15,8 @@ from typing import Any
 
 import polars as pl
 
+from autosplit._condor import condor_module
+from autosplit.errors import MissingDependencyError
 from autosplit.pipeline.taskdir import TaskDir
 
 FINAL_STATES = ("completed", "completed-with-quarantine", "failed", "killed")
@@ -26,8 +28,8 @@ def _running_nodes(task: TaskDir) -> dict[str, str]:
     names = {2: "pre", 3: "running", 4: "post"}
     found: dict[str, str] = {}
     try:
-        import classad2
-    except ImportError:  # pragma: no cover - htcondor is a dependency
+        classad2 = condor_module("classad2", "reading DAG node status files")
+    except MissingDependencyError:  # the condor extra is not installed: no node states, no error
         return found
     for path in sorted(task.dag_dir.glob("*.status")):
         try:
@@ -225,7 +227,7 @@ def _transfers(task: TaskDir) -> dict[str, Any] | None:
     if not db.exists():
         return None
     try:
-        from autosplit.pipeline.aso.status import task_progress
+        from autosplit.aso import task_progress
 
         progress = task_progress(db, task.name)
     except Exception:

@@ -279,7 +279,7 @@ def stage_out(spec: JobSpec, report: JobReport, job_dir: Path) -> dict[str, Any]
     Destination names are ``<job>/<name relative to the job's output directory>``. Returns what the
     postjob needs (the staged records, and whether the site's temporary-space budget admitted them).
     """
-    from autosplit.pipeline.aso import register_outputs, stage_to_temp
+    from autosplit.aso import register_outputs, stage_to_temp
 
     info = spec.stage_out or {}
     out_dir = Path(spec.output_dir).resolve()

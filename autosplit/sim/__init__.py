@@ -5,7 +5,7 @@ All times are seconds. The pieces:
 * :class:`Pool` (:class:`SiteSlots`): slots grouped in sites with time factors, per-job overhead, node
   speed jitter, a failure hazard per wall-second, the batch system's wall limit, stage latency, SIGTERM grace;
 * :class:`Truth`: the true reference seconds of every unit (:func:`truth_from_workload` draws them from a
-  :class:`~autosplit.estimators.synthetic.SyntheticWorkload`, :func:`truth_from_model` from a fitted model),
+  :class:`~autosplit.sim.synthetic.SyntheticWorkload`, :func:`truth_from_model` from a fitted model),
   poison units, a :class:`Drift` of the cost with time;
 * :class:`Simulation`: the event loop, the slots, a priority queue, the unit ledger; a policy submits
   :class:`SimJob` objects and gets :class:`Attempt` outcomes (soft stop at a unit boundary, hard kill with
@@ -24,7 +24,7 @@ Example::
     print(result.makespan / lower_bound(truth, pool), result.cpu_waste_fraction)
 """
 
-from autosplit.sim.autosplit_policy import AutosplitPolicy, hard_limit
+from autosplit.sim.autosplit_policy import AutosplitPolicy
 from autosplit.sim.dryrun import makespan_vs_target, predict_makespan
 from autosplit.sim.engine import Simulation, SimulationError
 from autosplit.sim.jobs import OUTCOMES, Attempt, SimJob
@@ -33,6 +33,7 @@ from autosplit.sim.policy import Policy, PolicyError, jobs_from_assignment
 from autosplit.sim.pool import Pool, SiteSlots
 from autosplit.sim.reports import attempt_reports
 from autosplit.sim.truth import Drift, Truth, gamma_draw, truth_from_model, truth_from_workload
+from autosplit.splitting.limits import job_hard_limit as hard_limit  # the pipeline's rule, by its old name
 
 __all__ = [
     "OUTCOMES",

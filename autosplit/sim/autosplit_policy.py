@@ -3,16 +3,17 @@
 Stage by stage, as :mod:`autosplit.pipeline.predag` plans them:
 
 1. **probe** rounds: :func:`~autosplit.estimators.choose_probes` over the pending units (``probes`` jobs,
-   ``probe_fraction`` of their events at most, soft limit ``probe_seconds``, hard limit
-   ``max(4 soft, soft + 60) + grace``); after each round :class:`~autosplit.estimators.UnitCostModel`
-   ``(match_quantile=1 - alpha)`` is fitted on every report so far, and another round follows while
-   :func:`~autosplit.estimators.enough_probes` says the total is not known to ``rel_precision`` (at most
-   ``max_probe_rounds`` rounds). Probe work counts.
+   :func:`~autosplit.estimators.probes.probe_budget` events at most, the round's own
+   :func:`~autosplit.estimators.probes.probe_round_seed`, soft limit ``probe_seconds``, hard limit
+   :func:`~autosplit.splitting.limits.probe_hard_limit`); after each round
+   :class:`~autosplit.estimators.UnitCostModel` ``(match_quantile=1 - alpha)`` is fitted on every report so
+   far, and another round follows while :func:`~autosplit.estimators.enough_probes` says the total is not
+   known to ``rel_precision`` (at most ``max_probe_rounds`` rounds). Probe work counts.
 2. **processing**: :func:`autosplit.regroup` ``(n_slots=slots)`` packs the pending units at
    ``target_runtime`` and ``alpha`` with sizes decreasing towards the end (so the stage's last wave is not
    ragged); units that cannot fit alone are quarantined; jobs get the soft limit ``target_runtime`` and the
-   hard limit ``soft + max(0.25 soft, 3 q99, 60) + grace`` (``q99``: the job's largest per-unit 99 %
-   quantile).
+   hard limit :func:`~autosplit.splitting.limits.job_hard_limit` (``soft + max(0.25 soft, 3 q99, 60) +
+   grace``, ``q99``: the job's largest per-unit 99 % quantile).
 3. **tail-1 .. tail-max_tails**: units that failed ``max_unit_failures`` times are quarantined; the model is
    refitted; units named as the cause of a failure run alone (no soft limit, hard limit
    ``3 target + grace``); the rest are regrouped with :func:`autosplit.regroup` ``(n_slots=slots)``. The last
@@ -27,7 +28,8 @@ go back to pending with one more failure; a job whose user code fails on a unit 
 returns the others (no retry). Stages are separated by the pool's ``stage_delay_seconds``.
 
 With ``model`` given the probe stage is skipped and the model is never refitted (what dry runs simulate).
-The defaults are the pipeline's (``autosplit.pipeline.config``; a test keeps them in step).
+The probe budget, seeds and hard limits are the pipeline's own functions; the parameter defaults are the
+pipeline's configuration defaults (``autosplit.pipeline.config``; a test keeps them in step).
 """
 
 from __future__ import annotations
@@ -42,21 +44,15 @@ import numpy as np
 
 from autosplit.errors import OversizedUnitsWarning
 from autosplit.estimators import UnitCostModel, choose_probes, enough_probes
-from autosplit.estimators.synthetic import SyntheticWorkload
+from autosplit.estimators.probes import MAX_PROBE_ROUNDS, probe_budget, probe_round_seed
 from autosplit.jobreport import JobReport
 from autosplit.sim.jobs import Attempt, SimJob
 from autosplit.sim.reports import attempt_reports
+from autosplit.sim.synthetic import SyntheticWorkload
 from autosplit.splitting import regroup
+from autosplit.splitting.limits import job_hard_limit, probe_hard_limit
 
-MAX_PROBE_ROUNDS = 3  # autosplit.pipeline.predag.MAX_PROBE_ROUNDS
 _Z99 = NormalDist().inv_cdf(0.99)
-
-
-def hard_limit(soft: float | None, unit_q99: float, target: float, grace: float) -> float:
-    """The pipeline's hard limit (seconds): room for the unit in progress at the soft limit, plus grace."""
-    if soft is None:
-        return 3.0 * target + grace
-    return soft + max(0.25 * soft, 3.0 * unit_q99, 60.0) + grace
 
 
 def unit_quantile_99(model: Any, units: Any) -> np.ndarray:
@@ -139,7 +135,7 @@ class AutosplitPolicy:
         if row < 0 or attempt.job.stage.startswith("probe"):
             return  # a probe's cut-off unit is planned with the rest; waiting for it would hold the stage
         sim = self._sim
-        hard = hard_limit(None, 0.0, self.target_runtime, sim.pool.grace_seconds)
+        hard = job_hard_limit(None, 0.0, self.target_runtime, sim.pool.grace_seconds)
         job = SimJob(
             np.array([row]), stage=attempt.job.stage, hard_limit=hard, retries=self.retries, priority=1e9
         )
@@ -164,7 +160,7 @@ class AutosplitPolicy:
         jobs = []
         for j in range(job_plan.n_jobs):
             members = job_plan.job_rows(j)
-            hard = hard_limit(soft, float(q99[members].max()), self.target_runtime, grace)
+            hard = job_hard_limit(soft, float(q99[members].max()), self.target_runtime, grace)
             jobs.append(self._job(rows[members], stage, soft, hard, float(job_plan.n_jobs - j)))
         return jobs
 
@@ -172,17 +168,21 @@ class AutosplitPolicy:
         return {"max_files_per_job": self.max_files_per_job}
 
     # ------------------------------------------------------------------ stages
-    def _probe_jobs(self, sim: Any, stage: str, pending: np.ndarray) -> list[SimJob]:
+    def _probe_jobs(self, sim: Any, round_number: int, stage: str, pending: np.ndarray) -> list[SimJob]:
         units = sim.dataset.units[pending]
         # As the pipeline's config.n_probes: one per slot (at most 500) unless set.
         n_probes = self.probes or min(self.slots or sim.pool.n_slots, 500)
-        events = np.sort(units["events"].to_numpy())[::-1]
-        budget = max(self.probe_fraction * float(events.sum()), float(events[:n_probes].sum()))
+        budget = probe_budget(units["events"].to_numpy(), n_probes, self.probe_fraction)
         chosen = choose_probes(
-            units, n_probes, self.probe_seconds, model=self.model_, max_events=budget, seed=len(stage)
+            units,
+            n_probes,
+            self.probe_seconds,
+            model=self.model_,
+            max_events=budget,
+            seed=probe_round_seed(round_number),
         )
         soft = self.probe_seconds
-        hard = max(4.0 * soft, soft + 60.0) + sim.pool.grace_seconds
+        hard = probe_hard_limit(soft, sim.pool.grace_seconds)
         probe_of = chosen["probe"].to_numpy()
         picked = chosen["row"].to_numpy().astype(np.int64)
         return [
@@ -238,7 +238,7 @@ class AutosplitPolicy:
             jobs += self._jobs_from_plan(sim, job_plan, clean, stage, soft)
         alone = pending[blamed]
         if alone.size:  # alone, without soft limit and with the last tail's hard limit (as predag)
-            hard = hard_limit(None, 0.0, self.target_runtime, sim.pool.grace_seconds)
+            hard = job_hard_limit(None, 0.0, self.target_runtime, sim.pool.grace_seconds)
             for row in alone.tolist():
                 jobs.append(self._job(np.array([row]), stage, None, hard, 0.0))
         return jobs
@@ -259,7 +259,8 @@ class AutosplitPolicy:
                 pending = sim.pending_rows()
                 if pending.size == 0:
                     return
-                events = yield from self._wait(sim, sim.submit_many(self._probe_jobs(sim, stage, pending)))
+                probes = self._probe_jobs(sim, round_number, stage, pending)
+                events = yield from self._wait(sim, sim.submit_many(probes))
                 self._learn(sim, self._account(sim, events), stage)
                 self.probe_rounds_ = round_number
                 yield sim.delay(delay)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from autosplit.estimators.synthetic import Site
+from autosplit.sim.synthetic import Site
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Pool:
 
     @classmethod
     def from_sites(cls, sites: Sequence[Site], n_slots: int, **kwargs: float | None) -> Pool:
-        """Slots split over :class:`~autosplit.estimators.synthetic.Site` objects by their ``share``."""
+        """Slots split over :class:`~autosplit.sim.synthetic.Site` objects by their ``share``."""
         shares = np.array([s.share for s in sites], dtype=np.float64)
         counts = np.floor(n_slots * shares / shares.sum()).astype(int)
         counts[np.argmax(shares)] += n_slots - counts.sum()

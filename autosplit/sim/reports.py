@@ -2,7 +2,7 @@
 
 Attempts that leave a report (``ok``, ``soft``, ``killed``: the wrapper rebuilds a killed job's report from
 its progress journal) are turned into :class:`~autosplit.jobreport.JobReport` objects by
-:meth:`SyntheticWorkload.reports <autosplit.estimators.synthetic.SyntheticWorkload.reports>`, the same
+:meth:`SyntheticWorkload.reports <autosplit.sim.synthetic.SyntheticWorkload.reports>`, the same
 builder the estimators' calibration tests use: per-unit seconds and features for the finished units, the
 rest listed as unfinished, set-up time as ``init_seconds``.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from autosplit.estimators.synthetic import SyntheticJobs, SyntheticWorkload
 from autosplit.jobreport import JobReport
 from autosplit.sim.jobs import Attempt
+from autosplit.sim.synthetic import SyntheticJobs, SyntheticWorkload
 
 REPORTING = ("ok", "soft", "killed")
 _DEFAULT_WORKLOAD = SyntheticWorkload()

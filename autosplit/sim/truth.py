@@ -3,7 +3,7 @@
 :class:`Truth` holds, for every unit of a dataset, its seconds on a reference slot (noise already drawn, so
 processing the same lumi twice costs the same), optional *poison* units that crash any job reaching them
 (deterministic user-code failures), and an optional :class:`Drift` of the cost with simulated time. Build
-one from a :class:`~autosplit.estimators.synthetic.SyntheticWorkload` (:func:`truth_from_workload`) or from
+one from a :class:`~autosplit.sim.synthetic.SyntheticWorkload` (:func:`truth_from_workload`) or from
 a fitted cost model's own predictive distribution (:func:`truth_from_model`, what dry runs use).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from autosplit.datasets import Dataset
-from autosplit.estimators.synthetic import SyntheticWorkload
+from autosplit.sim.synthetic import SyntheticWorkload
 
 
 @dataclass(frozen=True)

@@ -28,18 +28,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import linregress
 
 from autosplit.sim import SimJob
 
 
 def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope and intercept of ``y = slope * x + intercept`` (``linregress``'s estimates)."""
-    xm, ym = x.mean(), y.mean()
-    sxx = float(((x - xm) ** 2).sum())
-    if sxx == 0:
+    """Slope and intercept of ``y = slope * x + intercept`` by ``scipy.stats.linregress``, as coffea fits
+    them; NaN when every ``x`` is the same (no line can be fitted)."""
+    if np.ptp(x) == 0:
         return math.nan, math.nan
-    slope = float(((x - xm) * (y - ym)).sum() / sxx)
-    return slope, float(ym - slope * xm)
+    fit = linregress(x, y)
+    return float(fit.slope), float(fit.intercept)
 
 
 @dataclass

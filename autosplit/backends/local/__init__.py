@@ -28,10 +28,13 @@ Where this executor deliberately differs from condor_dagman:
   whose meaning cannot be honoured (``periodic_*``, ``on_exit_*``, ``hold``, other universes) refuse
   the node's submission with the key named.
 
-Modules: ``parser`` (DAG language), ``submit`` (submit descriptions), ``executor`` (the scheduler loop),
-``launch`` (job processes, sub-DAG command lines), ``statusfile``/``logs``/``rescue`` (DAGMan's files),
-``journal`` (lock and crash-safe progress record), ``processes`` (child processes), ``control``
-(halt/remove requests), ``results`` (what a run returns).
+Modules: ``parser`` (DAG language: ``dag_lines`` reads lines, ``dag_commands`` gives each command its
+meaning, ``dag_config`` reads CONFIG files), ``submit`` (submit descriptions), ``executor`` (the scheduler
+loop; its parts: ``state``, ``throttle``, ``launcher``, ``exits``, ``shutdown``, ``control_requests``,
+``startup``, ``node_logs``, ``state_files``, ``options``), ``launch`` (job processes, sub-DAG command
+lines), ``statusfile``/``logs``/``rescue`` (DAGMan's files), ``journal`` (lock and crash-safe progress
+record), ``processes`` (child processes), ``control`` (halt/remove requests), ``results`` (what a run
+returns).
 """
 
 from autosplit.backends.local.control import request_halt, request_remove, request_resume, running_pid

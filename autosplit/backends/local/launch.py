@@ -1,6 +1,6 @@
-"""How a node's job becomes processes: output redirection for submit-description jobs, and the command
-line of a SUBDAG node (this executor run as ``python -m autosplit.backends.local`` in the node's DIR, as
-DAGMan runs ``condor_dagman`` for a sub-DAG)."""
+"""How a node's job becomes processes: where its submit description comes from, output redirection for
+submit-description jobs, and the command line of a SUBDAG node (this executor run as ``python -m
+autosplit.backends.local`` in the node's DIR, as DAGMan runs ``condor_dagman`` for a sub-DAG)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,26 @@ from pathlib import Path
 from typing import Any
 
 from autosplit.backends.local.errors import SubmitError
+from autosplit.backends.local.model import Node
 from autosplit.backends.local.processes import ProcessWatcher
 from autosplit.backends.local.submit import JobSpec, ProcSpec
+
+
+def submit_text(node: Node, node_dir: Path, descriptions: dict[str, str], quiet: bool = False) -> str | None:
+    """The node's submit description: inline, a SUBMIT-DESCRIPTION of the DAG, or its submit file (read
+    now: a PRE script may have written it). With ``quiet`` an unreadable file gives None instead of
+    :class:`SubmitError`."""
+    if node.inline_submit is not None:
+        return node.inline_submit
+    if node.submit in descriptions:
+        return descriptions[node.submit]
+    path = node_dir / node.submit
+    try:
+        return path.read_text()
+    except OSError as exc:
+        if quiet:
+            return None
+        raise SubmitError(f"node {node.name}: cannot read submit file {path}: {exc.strerror}") from None
 
 
 def subdag_spec(

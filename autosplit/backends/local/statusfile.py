@@ -228,7 +228,9 @@ def _read_fast(text: str) -> NodeStatusReport:
 
 
 def _read_classad(text: str, origin: str) -> NodeStatusReport:
-    import classad2
+    from autosplit._condor import condor_module
+
+    classad2 = condor_module("classad2", f"{origin}: reading a node status file in another layout")
 
     try:
         ads = [{k: ad[k] for k in ad.keys()} for ad in classad2.parseAds(text)]

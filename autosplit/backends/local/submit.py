@@ -576,7 +576,9 @@ def _expand_job_ad_refs(text: str, attributes: dict[str, str], origin: str) -> s
 
 
 def _eval_in_ad(expression: str, attributes: dict[str, str], origin: str) -> str:
-    import classad2  # imported lazily: only descriptions with $$([...]) need it
+    from autosplit._condor import condor_module  # classad2 lazily: only descriptions with $$([...]) need it
+
+    classad2 = condor_module("classad2", f"{origin}: evaluating $$([{expression}])")
 
     ad = classad2.ClassAd()
     for name, expr in attributes.items():

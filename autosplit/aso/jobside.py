@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autosplit.pipeline.aso.checksums import CHUNK_BYTES, Checksum, normalize_checksum
-from autosplit.pipeline.aso.db import InsertResult, NewTransfer, TransferDB, using_db
-from autosplit.pipeline.aso.errors import RegistrationError, UnsafePathError
-from autosplit.pipeline.aso.flow import temp_space_allows
-from autosplit.pipeline.aso.paths import FILE_MODE, check_inside, open_dir, safe_component, safe_relpath
-from autosplit.pipeline.aso.transports import local_root, url_scheme
+from autosplit.aso.checksums import CHUNK_BYTES, Checksum, normalize_checksum
+from autosplit.aso.db import TransferDB, using_db
+from autosplit.aso.errors import RegistrationError, UnsafePathError
+from autosplit.aso.flow import temp_space_allows
+from autosplit.aso.paths import FILE_MODE, check_inside, open_dir, safe_component, safe_relpath
+from autosplit.aso.records import InsertResult, NewTransfer
+from autosplit.aso.transports import local_root, url_scheme
 
 KINDS = ("output", "log")
 

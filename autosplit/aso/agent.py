@@ -36,10 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from autosplit.pipeline.aso.db import Transfer, TransferDB, open_db
-from autosplit.pipeline.aso.errors import PERMANENT_AFTER_RETRIES, TransferCancelled, TransferError
-from autosplit.pipeline.aso.flow import FlowLimits, RetryPolicy
-from autosplit.pipeline.aso.transports import (
+from autosplit.aso.db import TransferDB, open_db
+from autosplit.aso.errors import PERMANENT_AFTER_RETRIES, TransferCancelled, TransferError
+from autosplit.aso.flow import FlowLimits, RetryPolicy
+from autosplit.aso.records import Transfer
+from autosplit.aso.transports import (
     Location,
     PosixTransport,
     Transport,
@@ -117,7 +118,7 @@ class Agent:
     """A stage-out agent on one transfer database.
 
     ``transports`` maps URL schemes ("" for plain paths) to :class:`Transport` instances; POSIX is built in,
-    other schemes come from :func:`~autosplit.pipeline.aso.transports.register_transport`.
+    other schemes come from :func:`~autosplit.aso.transports.register_transport`.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Running the agent as a background process (for the local backend).
 
-:func:`spawn_agent` starts ``python -m autosplit.pipeline.aso run <db>`` (argv list, no shell) in its own
+:func:`spawn_agent` starts ``python -m autosplit.aso run <db>`` (argv list, no shell) in its own
 session; :func:`stop_agent` sends SIGTERM, waits for the clean exit (copies in progress are abandoned and
 their rows released) and only then falls back to SIGKILL, which is safe too: leases expire.
 """
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from autosplit.pipeline.aso.agent import AgentConfig
+from autosplit.aso.agent import AgentConfig
 
 
 def agent_command(
@@ -30,7 +30,7 @@ def agent_command(
     argv = [
         sys.executable,
         "-m",
-        "autosplit.pipeline.aso",
+        "autosplit.aso",
         "run",
         os.fspath(db_path),
         "--workers",

@@ -11,10 +11,10 @@ import os
 import re
 import zlib
 
-from autosplit.pipeline.aso.errors import RegistrationError
+from autosplit._checksums import CHUNK_BYTES, adler32_file
+from autosplit.aso.errors import RegistrationError
 
 ALGORITHMS = ("adler32", "sha256")
-CHUNK_BYTES = 1 << 20
 _HEX = {"adler32": re.compile(r"[0-9a-f]{8}"), "sha256": re.compile(r"[0-9a-f]{64}")}
 
 
@@ -44,6 +44,8 @@ class Checksum:
 
 def file_checksum(path: str | os.PathLike[str], algorithm: str = "adler32") -> str:
     """Checksum of a whole file (hex), read in 1 MiB chunks."""
+    if algorithm == "adler32":
+        return adler32_file(path, CHUNK_BYTES)
     digest = Checksum(algorithm)
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):

@@ -19,7 +19,6 @@ Timestamps are seconds since the epoch (float); sizes are bytes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import sqlite3
@@ -27,34 +26,25 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from autosplit.pipeline.aso.errors import RegistrationError, TransferDBError
-from autosplit.pipeline.aso.flow import FlowLimits, RetryPolicy, admit, temp_space_allows
-from autosplit.pipeline.aso.paths import FILE_MODE, ensure_private_dir
+from autosplit.aso.errors import RegistrationError, TransferDBError
+from autosplit.aso.flow import FlowLimits, RetryPolicy, admit, temp_space_allows
+from autosplit.aso.paths import FILE_MODE, ensure_private_dir
+from autosplit.aso.records import (
+    _COLUMNS,
+    ACTIVE_STATES,
+    LEASED_STATES,
+    InsertResult,
+    NewTransfer,
+    State,
+    Transfer,
+    _row,
+)
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
-
-
-class State(StrEnum):
-    NEW = "NEW"
-    ACQUIRED = "ACQUIRED"
-    SUBMITTED = "SUBMITTED"
-    DONE = "DONE"
-    FAILED = "FAILED"
-    RETRY = "RETRY"
-    KILLED = "KILLED"
-
-
-#: Not final: the file still has to reach its destination.
-ACTIVE_STATES = (State.NEW, State.RETRY, State.ACQUIRED, State.SUBMITTED)
-#: Held by an agent under a lease.
-LEASED_STATES = (State.ACQUIRED, State.SUBMITTED)
-FINAL_STATES = (State.DONE, State.FAILED, State.KILLED)
 
 _SCHEMA = """
 CREATE TABLE transfers (
@@ -93,8 +83,6 @@ CREATE INDEX transfers_job ON transfers (task, job_id, attempt);
 CREATE INDEX transfers_temp ON transfers (source_site, source_present);
 """
 
-
-# Distinct destinations of one state by index seeks (one per destination), not by scanning the whole queue.
 _DESTINATIONS_SQL = """
 WITH RECURSIVE d(site) AS (
     SELECT MIN(dest_site) FROM transfers WHERE state = ?1
@@ -104,106 +92,6 @@ WITH RECURSIVE d(site) AS (
 )
 SELECT site FROM d WHERE site IS NOT NULL
 """
-
-
-def transfer_id(task: str, job_id: str | int, attempt: int, source: str) -> str:
-    """Deterministic transfer id: 32 hex digits of sha256(task, job, attempt, source).
-
-    The same file of the same job attempt always gets the same id, which makes registration idempotent.
-    """
-    key = "\x1f".join((str(task), str(job_id), str(int(attempt)), str(source)))
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """One row of the ``transfers`` table."""
-
-    id: str
-    task: str
-    job_id: str
-    attempt: int
-    kind: str
-    source_site: str
-    source_root: str
-    source_path: str
-    dest_site: str
-    dest_root: str
-    dest_path: str
-    size: int
-    checksum_algo: str
-    checksum: str
-    state: str
-    retry_count: int
-    acquisitions: int
-    failure_kind: str | None
-    failure_reason: str | None
-    lease_owner: str | None
-    lease_token: str | None
-    lease_expiry: float | None
-    next_attempt_at: float
-    source_present: int
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    transfer_seconds: float | None
-
-    @property
-    def source(self) -> str:
-        return f"{self.source_root.rstrip('/')}/{self.source_path}"
-
-    @property
-    def destination(self) -> str:
-        return f"{self.dest_root.rstrip('/')}/{self.dest_path}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-_COLUMNS = ", ".join(f.name for f in fields(Transfer))
-
-
-def _row(values: sqlite3.Row | tuple) -> Transfer:
-    return Transfer(*values)
-
-
-@dataclass(frozen=True)
-class NewTransfer:
-    """A file to register (see :func:`autosplit.pipeline.aso.jobside.register_outputs`)."""
-
-    task: str
-    job_id: str
-    attempt: int
-    kind: str
-    source_site: str
-    source_root: str
-    source_path: str
-    dest_site: str
-    dest_root: str
-    dest_path: str
-    size: int
-    checksum_algo: str
-    checksum: str
-
-    @property
-    def id(self) -> str:
-        return transfer_id(
-            self.task, self.job_id, self.attempt, f"{self.source_root.rstrip('/')}/{self.source_path}"
-        )
-
-
-@dataclass(frozen=True)
-class InsertResult:
-    """What :meth:`TransferDB.insert` did: ``admitted`` is false when the temp-space budget refused the files
-    (then nothing was written)."""
-
-    admitted: bool
-    ids: tuple[str, ...]
-    inserted: int
-    existing: int
-    superseded: int
-    site_usage_bytes: int
 
 
 class TransferDB:

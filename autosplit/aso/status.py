@@ -11,7 +11,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from autosplit.pipeline.aso.db import ACTIVE_STATES, LEASED_STATES, State, TransferDB, using_db
+from autosplit.aso.db import TransferDB, using_db
+from autosplit.aso.records import ACTIVE_STATES, LEASED_STATES, State
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-from autosplit.pipeline.aso.db import ACTIVE_STATES, State, TransferDB, using_db
+from autosplit.aso.db import TransferDB, using_db
+from autosplit.aso.records import ACTIVE_STATES, State
 
 POSTJOB_OK = 0
 POSTJOB_RETRY = 1

@@ -9,7 +9,11 @@ Pieces (one job each):
 * :mod:`~.outcome` -- what the postjob asks (``job_transfer_outcome``) and ``kill_job_transfers``;
 * :mod:`~.status` -- ``status_summary`` (``autosplit aso status``) and ``task_progress``;
 * :mod:`~.flow`, :mod:`~.checksums`, :mod:`~.paths` -- flow control, adler32/sha256, path safety;
-* :mod:`~.process` -- start/stop an agent process (local backend).
+* :mod:`~.process` -- start/stop an agent process (local backend);
+* :mod:`~.cli` -- the ``autosplit aso`` click group (``command_group``, loaded on first use; also
+  ``python -m autosplit.aso``).
+
+Code outside this package imports from here only (the submodules are internal).
 
 Typical use::
 
@@ -19,18 +23,20 @@ Typical use::
     job_transfer_outcome(db_path, "t1", "job-7", 0).exit_code   # 4 while in flight, then 0 / 1 / 2
 """
 
-from autosplit.pipeline.aso.agent import Agent, AgentConfig, AgentStats, run_agent
-from autosplit.pipeline.aso.checksums import Checksum, file_checksum
-from autosplit.pipeline.aso.db import State, Transfer, TransferDB, transfer_id
-from autosplit.pipeline.aso.errors import (
+from typing import TYPE_CHECKING, Any
+
+from autosplit.aso.agent import Agent, AgentConfig, AgentStats, run_agent
+from autosplit.aso.checksums import Checksum, file_checksum
+from autosplit.aso.db import TransferDB
+from autosplit.aso.errors import (
     AsoError,
     RegistrationError,
     TransferDBError,
     TransferError,
     UnsafePathError,
 )
-from autosplit.pipeline.aso.flow import DestinationLimit, FlowLimits, RetryPolicy
-from autosplit.pipeline.aso.jobside import (
+from autosplit.aso.flow import DestinationLimit, FlowLimits, RetryPolicy
+from autosplit.aso.jobside import (
     Registration,
     StagedFile,
     can_accept_temp,
@@ -38,7 +44,7 @@ from autosplit.pipeline.aso.jobside import (
     site_temp_usage,
     stage_to_temp,
 )
-from autosplit.pipeline.aso.outcome import (
+from autosplit.aso.outcome import (
     POSTJOB_DEFER,
     POSTJOB_FATAL,
     POSTJOB_OK,
@@ -48,9 +54,13 @@ from autosplit.pipeline.aso.outcome import (
     job_transfer_outcome,
     kill_job_transfers,
 )
-from autosplit.pipeline.aso.process import agent_command, spawn_agent, stop_agent
-from autosplit.pipeline.aso.status import AsoStatus, TaskProgress, status_summary, task_progress
-from autosplit.pipeline.aso.transports import Location, PosixTransport, Transport, register_transport
+from autosplit.aso.process import agent_command, spawn_agent, stop_agent
+from autosplit.aso.records import State, Transfer, transfer_id
+from autosplit.aso.status import AsoStatus, TaskProgress, status_summary, task_progress
+from autosplit.aso.transports import Location, PosixTransport, Transport, register_transport
+
+if TYPE_CHECKING:
+    from autosplit.aso.cli import aso as command_group
 
 #: File name of the per-task transfer database inside a task directory.
 DEFAULT_DB_NAME = "transfers.sqlite"
@@ -87,6 +97,7 @@ __all__ = [
     "UnsafePathError",
     "agent_command",
     "can_accept_temp",
+    "command_group",
     "file_checksum",
     "job_transfer_outcome",
     "kill_job_transfers",
@@ -101,3 +112,13 @@ __all__ = [
     "task_progress",
     "transfer_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``command_group`` (the ``autosplit aso`` click group) is loaded on first use: importing the subsystem
+    # (job wrapper, postjob) need not load click and rich.
+    if name == "command_group":
+        from autosplit.aso.cli import aso
+
+        return aso
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from autosplit.pipeline.aso.checksums import CHUNK_BYTES, Checksum
-from autosplit.pipeline.aso.errors import TransferCancelled, TransferError, UnsafePathError
-from autosplit.pipeline.aso.paths import FILE_MODE, open_dir, split_parent
+from autosplit.aso.checksums import CHUNK_BYTES, Checksum
+from autosplit.aso.errors import TransferCancelled, TransferError, UnsafePathError
+from autosplit.aso.paths import FILE_MODE, open_dir, split_parent
 
 TEMP_SUFFIX = ".aso-part"
 

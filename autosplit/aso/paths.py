@@ -19,7 +19,7 @@ import errno
 import os
 from pathlib import Path
 
-from autosplit.pipeline.aso.errors import UnsafePathError
+from autosplit.aso.errors import UnsafePathError
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700

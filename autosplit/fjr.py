@@ -1,4 +1,9 @@
-"""Read CMSSW framework job reports (FJR XML) into :class:`~autosplit.jobreport.JobReport`.
+"""Read CMSSW framework job reports (FJR XML): the fields of a :class:`~autosplit.jobreport.JobReport`.
+
+:func:`fjr_fields` parses the XML into the report's fields; :meth:`JobReport.from_fjr_xml
+<autosplit.jobreport.JobReport.from_fjr_xml>` (and :func:`~autosplit.jobreport.read_fjr`) builds and checks
+the report from them. This module uses only the standard library and does not import the report, so the
+report format can read FJRs without an import cycle.
 
 What is read, and from where (the FJR layout written by CMSSW's ``JobReport`` service):
 
@@ -45,7 +50,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from autosplit.jobreport import JobReport, JobReportError, OutputFile
+from autosplit.errors import JobReportError
 
 MIN_EVENT_TIME_PLACEHOLDER = 1.0e6  # Timing service's initial min_events_time_ (seconds)
 _MIB = 1024 * 1024
@@ -98,19 +103,19 @@ def _int_field(element: ET.Element, tag: str, where: str, path: Path) -> int | N
     return value
 
 
-def read_fjr(
+def fjr_fields(
     path: str | os.PathLike[str],
     *,
     job_id: str | None = None,
     assignment: Any = None,
-    **fields: Any,
-) -> JobReport:
-    """Parse one CMSSW FJR XML file into a :class:`JobReport` (see the module docstring).
+) -> dict[str, Any]:
+    """The :class:`~autosplit.jobreport.JobReport` fields one CMSSW FJR XML file gives (see the module
+    docstring); ``outputs`` are ``{"name", "bytes"}`` dicts.
 
-    ``job_id`` defaults to the file name without suffix. ``assignment`` (a LumiMask or ``(run, lumi)``
-    pairs) checks that every processed lumi was assigned and lists the assigned-but-unprocessed lumis as
-    ``unfinished``. Other keyword ``fields`` (``stage``, ``attempt``, ``site``, ``outputs``, ...) are
-    passed to :class:`JobReport` and override what the FJR says.
+    ``job_id`` defaults to the file name without suffix. With an ``assignment`` (a LumiMask or
+    ``(run, lumi)`` pairs) the assigned-but-unprocessed lumis are listed as ``unfinished``; checking that
+    every processed lumi was assigned is the report's job (:meth:`JobReport.validate
+    <autosplit.jobreport.JobReport.validate>`).
     """
     path = Path(path)
     try:
@@ -221,7 +226,7 @@ def read_fjr(
         name = _text(out, "LFN") or _text(out, "PFN")
         if name:
             size = _text(out, "Size")
-            outputs.append(OutputFile(name=name, bytes=int(size) if size.isdigit() else None))
+            outputs.append({"name": name, "bytes": int(size) if size.isdigit() else None})
 
     unit_list = [
         {"run": run, "lumi": lumi, "events": events} for (run, lumi), events in sorted(units.items())
@@ -235,7 +240,7 @@ def read_fjr(
             assigned = [(int(r), int(lu)) for r, lu in assignment]
         unfinished = [{"run": r, "lumi": lu} for r, lu in sorted(set(assigned) - set(units))]
 
-    values: dict[str, Any] = {
+    return {
         "job_id": job_id or path.stem,
         "exit_code": exit_code,
         "exit_message": exit_message,
@@ -251,14 +256,3 @@ def read_fjr(
         "outputs": outputs,
         "meta": meta,
     }
-    values.update(fields)
-    try:
-        report = JobReport(**values)
-    except JobReportError as exc:
-        raise FJRError(f"{path}: {exc}") from None
-    if assignment is not None:
-        try:
-            report.validate(assignment)
-        except JobReportError as exc:
-            raise FJRError(f"{path}: {exc}") from None
-    return report
