@@ -24,6 +24,11 @@ Traps handled (all present in real reports):
 
 * a truncated or malformed XML file is refused with :class:`FJRError` and the parser's reason; nothing is
   half-read;
+* a document type declaration (``<!DOCTYPE``, the only place entities can be declared) is refused, so
+  entity-expansion attacks ("billion laughs") and external entities never reach the reader;
+* large reports (tens of MB: thousands of input files and lumis) are read as a stream of parser events,
+  keeping only the values above, never the document tree: memory grows with the lumis reported, not with
+  the file.
 * ``inf``, ``-nan`` and ``nan`` metric values are missing values;
 * ``MinEventTime = 1e+06`` is the Timing service's initial value, left when a job saw no event: dropped,
   as are ``AvgEventTime``/``MaxEventTime``/``EventThroughput`` of 0-event jobs; ``PeakValueRss = 0`` means
@@ -46,10 +51,12 @@ from __future__ import annotations
 
 import math
 import os
-import xml.etree.ElementTree as ET
+from array import array
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
+from autosplit._io import require_regular_file, short_repr
 from autosplit.errors import JobReportError
 
 MIN_EVENT_TIME_PLACEHOLDER = 1.0e6  # Timing service's initial min_events_time_ (seconds)
@@ -72,35 +79,220 @@ def _number(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _metrics(root: ET.Element, summary: str) -> dict[str, float | None]:
-    """``{name: value}`` of one ``PerformanceSummary`` kind (merged over repeated blocks)."""
-    out: dict[str, float | None] = {}
-    for block in root.iter("PerformanceSummary"):
-        if block.get("Metric") != summary:
-            continue
-        for metric in block.iter("Metric"):
-            name = metric.get("Name")
-            if name:
-                out[name] = _number(metric.get("Value"))
-    return out
-
-
-def _text(element: ET.Element | None, tag: str) -> str:
-    child = element.find(tag) if element is not None else None
-    return (child.text or "").strip() if child is not None else ""
-
-
-def _int_field(element: ET.Element, tag: str, where: str, path: Path) -> int | None:
-    text = _text(element, tag)
+def _int_text(text: str, tag: str, where: str, path: Path) -> int | None:
+    """``<tag>`` text of a count: None when empty, else a non-negative integer (FJRError otherwise)."""
     if not text:
         return None
     try:
         value = int(text)
     except ValueError:
-        raise FJRError(f"{path}: {where} <{tag}> is {text!r}, not an integer") from None
+        raise FJRError(f"{path}: {where} <{tag}> is {short_repr(text)}, not an integer") from None
     if value < 0:
         raise FJRError(f"{path}: {where} <{tag}> is negative ({value})")
     return value
+
+
+_ID_LIMIT = 2**62  # IDs and counts beyond this are not CMS numbers (and would not fit the arrays below)
+
+
+def _id(value: str | None) -> int | None:
+    """An ``ID`` attribute as an int, None when it is not one (or absurdly large)."""
+    if value is None or len(value) > 24:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if -_ID_LIMIT < number < _ID_LIMIT else None
+
+
+def _count(value: str | None) -> int:
+    """A ``NEvents`` attribute: the count, or -1 when absent or not a plain non-negative integer."""
+    if not value:
+        return -1
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return -1
+    return int(value)
+
+
+class _InputFile:
+    """What one ``InputFile`` says, gathered while it streams by (its type may come after its runs)."""
+
+    __slots__ = ("index", "kind", "events_read", "run", "runs", "lumis", "events", "bad_id")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.kind: str | None = None  # InputType text (first one)
+        self.events_read: str | None = None  # EventsRead text (first one)
+        self.run: int | None = None  # the <Run> being read
+        self.runs = array("q")  # one entry per LumiSection: run, lumi, events (-1: unknown)
+        self.lumis = array("q")
+        self.events = array("q")
+        self.bad_id: str | None = None  # first malformed Run/LumiSection ID (an error if the file is primary)
+
+
+class _Reader:
+    """expat handlers that keep only what :func:`fjr_fields` returns (no element tree is built)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stack: list[str] = []
+        # Text of a leaf element being collected: ElementTree's .text, the character data before its first
+        # child element. (what it is, its depth); text_open turns False at the first child.
+        self.text: list[str] | None = None
+        self.text_for: tuple[str, int] | None = None
+        self.text_open = False
+        self.infile: _InputFile | None = None
+        self.n_infiles = 0
+        self.primary: list[_InputFile] = []
+        self.metrics: dict[str, dict[str, float | None]] = {}
+        self.summary: str | None = None  # Metric attribute of the open PerformanceSummary
+        self.cpu_model: str | None = None
+        self.cpu_model_seen = False
+        self.exit_code = 0
+        self.exit_message = ""
+        self.error_kind: str | None = None  # Type of the failing FrameworkError
+        self.outputs: list[dict[str, Any]] = []
+        self.file_fields: dict[str, str] | None = None  # LFN/PFN/Size of the open output <File>
+
+    # ---------------------------------------------------------------- expat callbacks
+    def doctype(self, name: str, *_: Any) -> None:
+        raise FJRError(
+            f"{self.path}: has a document type declaration (<!DOCTYPE {name}>); a CMSSW job report has "
+            "none, and entity declarations are refused"
+        )
+
+    def entity(self, name: str, *_: Any) -> None:
+        raise FJRError(f"{self.path}: declares an XML entity ({name}); entity declarations are refused")
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        depth = len(self.stack)
+        self.stack.append(tag)
+        self.text_open = False  # the collected element's text ends at its first child element
+        if depth == 0:
+            if tag != "FrameworkJobReport":
+                raise FJRError(f"{self.path}: root element is <{tag}>, expected <FrameworkJobReport>")
+            return
+        infile = self.infile
+        if depth == 1 and tag == "InputFile":
+            self.n_infiles += 1
+            self.infile = _InputFile(self.n_infiles)
+        elif infile is not None:
+            if depth == 2 and tag in ("InputType", "EventsRead"):
+                self._collect(tag, depth)
+            elif tag == "Run":
+                infile.run = _id(attrs.get("ID"))
+                if infile.run is None and infile.bad_id is None:
+                    infile.bad_id = f"has a <Run> with ID {short_repr(attrs.get('ID'))}"
+            elif tag == "LumiSection" and "Run" in self.stack[2:-1]:
+                lumi = _id(attrs.get("ID"))
+                if lumi is None or infile.run is None:
+                    if lumi is None and infile.bad_id is None:
+                        infile.bad_id = (
+                            f"run {infile.run} has a <LumiSection> with ID {short_repr(attrs.get('ID'))}"
+                        )
+                    return
+                infile.runs.append(infile.run)
+                infile.lumis.append(lumi)
+                infile.events.append(_count(attrs.get("NEvents")))
+        if tag == "PerformanceSummary":
+            self.summary = attrs.get("Metric")
+        elif tag == "Metric" and self.summary is not None:
+            name = attrs.get("Name")
+            if name:
+                self.metrics.setdefault(self.summary, {})[name] = _number(attrs.get("Value"))
+            if (
+                self.summary == "SystemCPU"
+                and name == "CPUModels"
+                and self.stack[-2] == "PerformanceSummary"
+                and not self.cpu_model_seen
+            ):
+                self.cpu_model_seen = True
+                self.cpu_model = attrs.get("Value")
+        elif tag == "FrameworkError" and self.error_kind is None and self.exit_code == 0:
+            status = attrs.get("ExitStatus", "")
+            try:
+                code = int(status)
+            except ValueError:
+                raise FJRError(
+                    f"{self.path}: <FrameworkError> has ExitStatus {short_repr(status)}, not an integer"
+                ) from None
+            if code != 0:
+                self.exit_code = code
+                self.error_kind = attrs.get("Type", "")
+                self._collect("FrameworkError", depth)
+        elif depth == 1 and tag == "File":
+            self.file_fields = {}
+        elif depth == 2 and self.file_fields is not None and tag in ("LFN", "PFN", "Size"):
+            self._collect(tag, depth)
+
+    def end(self, tag: str) -> None:
+        depth = len(self.stack) - 1
+        self.stack.pop()
+        if self.text_for is not None and self.text_for[1] == depth:
+            what = self.text_for[0]
+            text = "".join(self.text or ())
+            self.text, self.text_for, self.text_open = None, None, False
+            self._collected(what, text)
+        if tag == "PerformanceSummary":
+            self.summary = None
+        elif depth == 1 and tag == "InputFile" and self.infile is not None:
+            self._end_infile(self.infile)
+            self.infile = None
+        elif depth == 1 and tag == "File" and self.file_fields is not None:
+            name = self.file_fields.get("LFN") or self.file_fields.get("PFN")
+            if name:
+                size = self.file_fields.get("Size", "")
+                self.outputs.append({"name": name, "bytes": _count(size) if _count(size) >= 0 else None})
+            self.file_fields = None
+
+    def chars(self, data: str) -> None:
+        if self.text_open:
+            self.text.append(data)  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- helpers
+    def _collect(self, what: str, depth: int) -> None:
+        self.text, self.text_for, self.text_open = [], (what, depth), True
+
+    def _collected(self, what: str, text: str) -> None:
+        if what == "FrameworkError":
+            detail = " ".join(text.split())
+            self.exit_message = f"{self.error_kind}: {detail}" if self.error_kind else detail
+        elif what in ("InputType", "EventsRead") and self.infile is not None:
+            attr = "kind" if what == "InputType" else "events_read"
+            if getattr(self.infile, attr) is None:
+                setattr(self.infile, attr, text.strip())
+        elif self.file_fields is not None:
+            self.file_fields.setdefault(what, text.strip())
+
+    def _end_infile(self, infile: _InputFile) -> None:
+        if (infile.kind or "") in _NOT_PRIMARY:
+            return
+        where = f"InputFile #{infile.index}"
+        if infile.bad_id is not None:
+            raise FJRError(f"{self.path}: {where} {infile.bad_id}")
+        infile.events_read = str(_int_text(infile.events_read or "", "EventsRead", where, self.path) or 0)
+        self.primary.append(infile)
+
+    def parse(self, handle: Any) -> None:
+        parser = expat.ParserCreate()
+        parser.StartDoctypeDeclHandler = self.doctype
+        parser.EntityDeclHandler = self.entity
+        parser.StartElementHandler = self.start
+        parser.EndElementHandler = self.end
+        parser.CharacterDataHandler = self.chars
+        parser.buffer_text = True
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        try:
+            while chunk := handle.read(1 << 20):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+        except expat.ExpatError as exc:
+            raise FJRError(
+                f"{self.path}: not a complete XML document ({expat.ErrorString(exc.code)}: line {exc.lineno}, "
+                f"column {exc.offset}); the job report is truncated or corrupt and cannot be trusted"
+            ) from None
 
 
 def fjr_fields(
@@ -118,52 +310,38 @@ def fjr_fields(
     <autosplit.jobreport.JobReport.validate>`).
     """
     path = Path(path)
+    reader = _Reader(path)
+    # Checked before the open: a FIFO (or a directory) is refused without waiting for a writer.
+    require_regular_file(
+        path, FJRError, "framework job report", missing=f"{path}: no such framework job report"
+    )
     try:
-        root = ET.parse(path).getroot()
+        with open(path, "rb") as handle:
+            reader.parse(handle)
     except FileNotFoundError:
         raise FJRError(f"{path}: no such framework job report") from None
-    except ET.ParseError as exc:
-        raise FJRError(
-            f"{path}: not a complete XML document ({exc}); the job report is truncated or corrupt and "
-            "cannot be trusted"
-        ) from None
-    if root.tag != "FrameworkJobReport":
-        raise FJRError(f"{path}: root element is <{root.tag}>, expected <FrameworkJobReport>")
+    except OSError as exc:
+        raise FJRError(f"{path}: cannot read the framework job report ({exc.strerror or exc})") from None
 
     # ---------------------------------------------------------------- input: units and events
-    units: dict[tuple[int, int], int | None] = {}
+    units: dict[int, int] = {}  # run << 32 | lumi -> events (-1: unknown), first-seen order
     events_read = 0
-    n_primary = 0
-    for index, infile in enumerate(root.findall("InputFile")):
-        if _text(infile, "InputType") in _NOT_PRIMARY:
-            continue
-        n_primary += 1
-        where = f"InputFile #{index + 1}"
-        events_read += _int_field(infile, "EventsRead", where, path) or 0
-        for run_el in infile.iter("Run"):
-            try:
-                run = int(run_el.get("ID", ""))
-            except ValueError:
-                raise FJRError(f"{path}: {where} has a <Run> with ID {run_el.get('ID')!r}") from None
-            for lumi_el in run_el.iter("LumiSection"):
-                try:
-                    lumi = int(lumi_el.get("ID", ""))
-                except ValueError:
-                    raise FJRError(
-                        f"{path}: {where} run {run} has a <LumiSection> with ID {lumi_el.get('ID')!r}"
-                    ) from None
-                n_events = lumi_el.get("NEvents")
-                events = int(n_events) if n_events and n_events.strip().isdigit() else None
-                key = (run, lumi)
-                if key in units:  # the lumi continues in another input file
-                    previous = units[key]
-                    units[key] = previous + events if previous is not None and events is not None else None
-                else:
-                    units[key] = events
+    for infile in reader.primary:
+        events_read += int(infile.events_read or 0)
+        for run, lumi, events in zip(infile.runs, infile.lumis, infile.events, strict=True):
+            if not 0 <= lumi <= 0xFFFFFFFF:
+                raise FJRError(f"{path}: InputFile #{infile.index} run {run} has lumi {lumi}, out of range")
+            key = (run << 32) | lumi
+            previous = units.get(key)
+            if previous is None:
+                units[key] = events
+            else:  # the lumi continues in another input file
+                units[key] = previous + events if previous >= 0 and events >= 0 else -1
+    n_primary = len(reader.primary)
 
-    timing = _metrics(root, "Timing")
-    processing = _metrics(root, "ProcessingSummary")
-    memory = _metrics(root, "ApplicationMemory")
+    timing = reader.metrics.get("Timing", {})
+    processing = reader.metrics.get("ProcessingSummary", {})
+    memory = reader.metrics.get("ApplicationMemory", {})
     if n_primary == 0 and processing.get("NumberEvents") is not None:
         events_read = int(processing["NumberEvents"])  # type: ignore[arg-type]
 
@@ -198,38 +376,24 @@ def fjr_fields(
             meta["seconds_per_event"] = loop / events_read
     if timing.get("NumberOfStreams"):
         meta["streams"] = int(timing["NumberOfStreams"])  # type: ignore[arg-type]
-    cpu_model = root.find(".//PerformanceSummary[@Metric='SystemCPU']/Metric[@Name='CPUModels']")
-    if cpu_model is not None and cpu_model.get("Value"):
-        meta["cpu_model"] = cpu_model.get("Value")
+    if reader.cpu_model:
+        meta["cpu_model"] = reader.cpu_model
 
     rss = memory.get("PeakValueRss")
     peak_rss = int(round(rss * _MIB)) if rss is not None and rss > 0 else None
 
-    # ---------------------------------------------------------------- exit code
-    exit_code, exit_message = 0, ""
-    for error in root.iter("FrameworkError"):
-        status = error.get("ExitStatus", "")
-        try:
-            code = int(status)
-        except ValueError:
-            raise FJRError(f"{path}: <FrameworkError> has ExitStatus {status!r}, not an integer") from None
-        if code != 0:
-            kind = error.get("Type", "")
-            detail = " ".join((error.text or "").split())
-            exit_code = code
-            exit_message = f"{kind}: {detail}" if kind else detail
-            break
+    # ---------------------------------------------------------------- exit code, outputs
+    exit_code, exit_message = reader.exit_code, reader.exit_message
+    outputs = reader.outputs
 
-    # ---------------------------------------------------------------- outputs
-    outputs = []
-    for out in root.findall("File"):
-        name = _text(out, "LFN") or _text(out, "PFN")
-        if name:
-            size = _text(out, "Size")
-            outputs.append({"name": name, "bytes": int(size) if size.isdigit() else None})
-
+    run_ints: dict[int, int] = {}  # one int object per run, shared by its units (a report can hold 10^6)
     unit_list = [
-        {"run": run, "lumi": lumi, "events": events} for (run, lumi), events in sorted(units.items())
+        {
+            "run": run_ints.setdefault(key >> 32, key >> 32),
+            "lumi": key & 0xFFFFFFFF,
+            "events": units[key] if units[key] >= 0 else None,
+        }
+        for key in sorted(units)
     ]
     unfinished: list[dict[str, Any]] = []
     if assignment is not None:
@@ -238,7 +402,8 @@ def fjr_fields(
             assigned = list(zip(runs.tolist(), lumis.tolist(), strict=True))
         else:
             assigned = [(int(r), int(lu)) for r, lu in assignment]
-        unfinished = [{"run": r, "lumi": lu} for r, lu in sorted(set(assigned) - set(units))]
+        missing = {(r << 32) | lu for r, lu in assigned if 0 <= lu <= 0xFFFFFFFF} - units.keys()
+        unfinished = [{"run": key >> 32, "lumi": key & 0xFFFFFFFF} for key in sorted(missing)]
 
     return {
         "job_id": job_id or path.stem,

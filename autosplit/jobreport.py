@@ -26,6 +26,8 @@ events_read        int | null           events processed, when only a job total 
 peak_rss_bytes     int | null           peak resident memory (bytes)
 units              list[object]         units fully processed, see below
 unfinished         list[object]         units assigned to the job but not processed (``run``, ``lumi``)
+in_progress        object | null        the unit the job was processing when it was stopped, killed or died
+                                        (optional, see below): a lower bound of that unit's cost
 outputs            list[object]         output files: ``name``, ``bytes`` (int | null), ``checksum``
 soft_stopped       bool                 the job stopped at a unit boundary after its soft deadline
 hard_killed        bool                 the job was killed at its hard limit
@@ -36,6 +38,17 @@ A processed unit is ``{"run": int, "lumi": int, "events": int | null, "seconds":
 ``events`` processed in the unit, ``seconds`` of wall time spent on it (``null`` when the job only measured
 job-level timing, as CMSSW does), and any extra unit features (``pileup``, ``bytes``, ...) as numbers or
 strings. A unit appears at most once across ``units`` and ``unfinished``.
+
+``in_progress`` is ``{"run": int, "lumi": int, "seconds": float, "events": int | null, ...}``: the unit that
+had started and not finished when the job stopped (a SIGTERM/SIGKILL at the hard limit, a stop on request,
+the payload's death mid-unit), ``seconds`` (finite, >= 0) of wall time spent on it so far and ``events`` of
+it done (``null`` or absent when unknown); extra features as for processed units. It is a right-censored
+measurement: the unit costs *at least* ``seconds`` on this job's node, which cost models use so that units
+too long to finish are not missing from the fit. A unit that raised in the user code is not in progress
+(``meta.failed_unit`` names it). ``in_progress`` is an unfinished unit: it is never in ``units``, and
+``unfinished`` always lists it too (a document that omits it there is read with it appended), so
+``unfinished`` stays the list of every accounted-for unit that was not processed. The field is optional and
+additive: reports without it are read as before, with the same ``format``.
 """
 
 from __future__ import annotations
@@ -48,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from autosplit._io import atomic_write_text
+from autosplit._io import atomic_write_text, one_line, read_input_bytes, short_repr
 from autosplit.errors import JobReportError as JobReportError
 from autosplit.fjr import FJRError as FJRError
 from autosplit.fjr import fjr_fields
@@ -106,6 +119,7 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     peak_rss_bytes: int | None = None
     units: list[dict[str, Any]] = []
     unfinished: list[dict[str, Any]] = []
+    in_progress: dict[str, Any] | None = None
     outputs: list[OutputFile] = []
     soft_stopped: bool = False
     hard_killed: bool = False
@@ -113,6 +127,12 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         self._check_self()
+
+    def _list_in_progress(self) -> None:
+        """Append the unit in progress to ``unfinished`` when the document did not list it there."""
+        cut = self.in_progress_pair
+        if cut is not None and not any((u["run"], u["lumi"]) == cut for u in self.unfinished):
+            self.unfinished = [*self.unfinished, {"run": cut[0], "lumi": cut[1]}]
 
     # ------------------------------------------------------------------ validation
     def _fail(self, message: str) -> JobReportError:
@@ -154,6 +174,19 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     "in unfinished); a unit is either processed or not"
                 )
             seen.add(key)
+        if self.in_progress is not None:
+            key = self._check_unit(self.in_progress, "in_progress", full=False)
+            seconds = self.in_progress.get("seconds")
+            if seconds is None:
+                raise self._fail(
+                    f"in_progress (run {key[0]} lumi {key[1]}): seconds (spent on the unit so far) is required"
+                )
+            if any((u["run"], u["lumi"]) == key for u in self.units):
+                raise self._fail(
+                    f"unit run {key[0]} lumi {key[1]} is both processed (in units) and in progress; "
+                    "a unit in progress was not finished"
+                )
+            self._list_in_progress()
         for i, out in enumerate(self.outputs):
             if out.bytes is not None and out.bytes < 0:
                 raise self._fail(f"outputs[{i}] ({out.name}): bytes must be >= 0, got {out.bytes}")
@@ -204,7 +237,11 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         self._check_self()
         if assignment is None:
             return self
-        listed = [*self.units, *self.unfinished]
+        listed = [
+            *self.units,
+            *([self.in_progress] if self.in_progress is not None else []),
+            *self.unfinished,
+        ]
         if not listed:
             return self
         if hasattr(assignment, "contains"):
@@ -218,7 +255,12 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             allowed = {(int(r), int(lu)) for r, lu in assignment}
             bad = next((u for u in listed if (u["run"], u["lumi"]) not in allowed), None)
         if bad is not None:
-            kind = "processed" if any(bad is u for u in self.units) else "unfinished"
+            if any(bad is u for u in self.units):
+                kind = "processed"
+            elif bad is self.in_progress:
+                kind = "in-progress"
+            else:
+                kind = "unfinished"
             raise self._fail(
                 f"{kind} unit run {bad['run']} lumi {bad['lumi']} was not assigned to this job; "
                 "the report belongs to another job or the job read the wrong lumis"
@@ -238,6 +280,8 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         listed = {(u["run"], u["lumi"]) for u in self.units} | {
             (u["run"], u["lumi"]) for u in self.unfinished
         }
+        if self.in_progress_pair is not None:
+            listed.add(self.in_progress_pair)
         return [p for p in pairs if p not in listed]
 
     # ------------------------------------------------------------------ convenience
@@ -281,6 +325,22 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.wall_seconds is not None and self.init_seconds is not None:
             return max(self.wall_seconds - self.init_seconds, 0.0)
         return None
+
+    @property
+    def in_progress_pair(self) -> tuple[int, int] | None:
+        """``(run, lumi)`` of the unit in progress when the job stopped, or ``None``."""
+        unit = self.in_progress
+        if unit is None:
+            return None
+        return unit["run"], unit["lumi"]
+
+    @property
+    def censored_seconds(self) -> float:
+        """Seconds spent on the unit in progress when the job stopped (0.0 when none): a lower bound of
+        that unit's cost, not part of :attr:`processing_seconds`."""
+        if self.in_progress is None:
+            return 0.0
+        return float(self.in_progress["seconds"])
 
     @property
     def output_bytes(self) -> int | None:
@@ -362,27 +422,33 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         else:
             path = Path(source)
             label = str(path)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise JobReportError(f"{path}: no such job report file") from None
-            except OSError as exc:
-                raise JobReportError(f"{path}: cannot read job report ({exc.strerror})") from None
+            # A regular file only: a FIFO given as the report would block the reader forever.
+            data = read_input_bytes(
+                path, JobReportError, "job report", missing=f"{path}: no such job report file"
+            )
         try:
             raw = msgspec.json.decode(data)
         except msgspec.DecodeError as exc:
-            raise JobReportError(f"{label}: not valid JSON ({exc}); the file may be truncated") from None
+            raise JobReportError(
+                f"{label}: not valid JSON ({one_line(str(exc))}); the file may be truncated"
+            ) from None
+        except RecursionError:
+            raise JobReportError(f"{label}: JSON nested too deeply to be a job report") from None
         if not isinstance(raw, dict):
             raise JobReportError(f"{label}: expected a JSON object, got {type(raw).__name__}")
         fmt = raw.get("format")
         if fmt != FORMAT:
-            raise JobReportError(f"{label}: format {fmt!r} is not supported; this autosplit reads {FORMAT!r}")
+            raise JobReportError(
+                f"{label}: format {short_repr(fmt)} is not supported; this autosplit reads {FORMAT!r}"
+            )
         try:
             return msgspec.convert(raw, type=cls)
         except JobReportError:
             raise
         except msgspec.ValidationError as exc:
-            raise JobReportError(f"{label}: {exc}") from None
+            raise JobReportError(f"{label}: {one_line(str(exc))}") from None
+        except RecursionError:
+            raise JobReportError(f"{label}: a field is nested too deeply to be a job report") from None
 
     @classmethod
     def from_fjr_xml(

@@ -2,19 +2,24 @@
 
 Unit states:
 
-* ``pending`` — waiting for a job (``failures`` counts earlier failed attempts, ``blamed`` marks a unit a
-  report named as the cause of a failure);
+* ``pending`` — waiting for a job; ``returns`` counts how often a job handed it back unfinished (its tail
+  level), ``crashes`` how often its job was lost or failed without naming a cause, ``failures`` how often
+  a failure was blamed on it; ``alone`` marks a unit that must run by itself;
 * ``assigned`` — held by the job node in ``node``;
 * ``done`` — processed by ``node`` and its outputs committed;
 * ``quarantined`` — given up on, with a ``reason``.
 
-Every change is one transaction, and the changes a job's postjob makes are keyed by (node, attempt), so
-running a postjob twice (DAGMan re-runs scripts after a restart) changes nothing the second time. Every unit
-of the dataset ends ``done`` or ``quarantined`` — never lost, never done twice.
+The scheduler (:class:`autosplit.Scheduler`) decides; the ledger records its decisions, each job binding
+(:meth:`Ledger.bind_job`) and each job outcome (:meth:`Ledger.record_outcome`) in one transaction that also
+advances the ledger's ``version``, so a saved scheduler state can be matched to the ledger it belongs to.
+Outcomes are keyed by (node, attempt): recording one twice (DAGMan re-runs scripts after a restart) changes
+nothing the second time. Every unit of the dataset ends ``done`` or ``quarantined`` — never lost, never
+done twice.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -31,7 +36,7 @@ import polars as pl
 from autosplit._io import json_default
 from autosplit.errors import AutosplitError
 
-LEDGER_FORMAT = "autosplit-ledger/1"
+LEDGER_FORMAT = "autosplit-ledger/2"
 UNIT_STATES = ("pending", "assigned", "done", "quarantined")
 JOB_STATES = ("planned", "finished", "failed", "killed")
 
@@ -46,13 +51,12 @@ CREATE TABLE IF NOT EXISTS units (
               CHECK (state IN ('pending', 'assigned', 'done', 'quarantined')),
     node      TEXT,
     failures  INTEGER NOT NULL DEFAULT 0,
-    blamed    INTEGER NOT NULL DEFAULT 0,
+    returns   INTEGER NOT NULL DEFAULT 0,
+    crashes   INTEGER NOT NULL DEFAULT 0,
+    alone     INTEGER NOT NULL DEFAULT 0,
     reason    TEXT,
-    updated   REAL,
-    UNIQUE (run, lumi)
+    updated   REAL
 );
-CREATE INDEX IF NOT EXISTS units_by_state ON units (state);
-CREATE INDEX IF NOT EXISTS units_by_node ON units (node);
 CREATE TABLE IF NOT EXISTS stages (
     name      TEXT PRIMARY KEY,
     position  INTEGER NOT NULL,
@@ -64,7 +68,9 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS jobs (
     node              TEXT PRIMARY KEY,
     stage             TEXT NOT NULL REFERENCES stages (name),
+    kind              TEXT NOT NULL DEFAULT 'bulk',
     state             TEXT NOT NULL CHECK (state IN ('planned', 'finished', 'failed', 'killed')),
+    outcome           TEXT,
     n_units           INTEGER NOT NULL,
     events            INTEGER NOT NULL,
     predicted_seconds REAL,
@@ -73,12 +79,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     memory_mb         INTEGER,
     attempts          INTEGER NOT NULL DEFAULT 0,
     kill_requested    INTEGER NOT NULL DEFAULT 0,
-    created           REAL
+    created           REAL,
+    ended             REAL
 );
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_by_stage ON jobs (stage, state);
 CREATE TABLE IF NOT EXISTS job_units (
     node    TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
     unit_id INTEGER NOT NULL,
-    PRIMARY KEY (node, unit_id)
+    PRIMARY KEY (node, seq)
 );
 CREATE TABLE IF NOT EXISTS attempts (
     node            TEXT NOT NULL,
@@ -98,9 +108,17 @@ CREATE TABLE IF NOT EXISTS attempts (
     hard_killed     INTEGER NOT NULL DEFAULT 0,
     report_path     TEXT,
     usable_report   INTEGER NOT NULL DEFAULT 0,
+    elapsed_seconds REAL,
     time            REAL NOT NULL,
     PRIMARY KEY (node, attempt)
 );
+CREATE INDEX IF NOT EXISTS attempts_by_time ON attempts (time);
+"""
+# Unit indices are built after the bulk insert of a new ledger (one sort instead of a million inserts into a
+# b-tree). ``(run, lumi)`` is unique; ``state`` serves the per-state counts of ``status``.
+_UNIT_INDICES = """
+CREATE UNIQUE INDEX IF NOT EXISTS units_by_run_lumi ON units (run, lumi);
+CREATE INDEX IF NOT EXISTS units_by_state ON units (state, events);
 """
 
 
@@ -112,9 +130,12 @@ _UNIT_FRAME = {
     "state": pl.String,
     "node": pl.String,
     "failures": pl.Int64,
-    "blamed": pl.Int64,
+    "returns": pl.Int64,
+    "crashes": pl.Int64,
+    "alone": pl.Int64,
     "reason": pl.String,
 }
+_STATE_CODE = {name: code for code, name in enumerate(UNIT_STATES)}
 
 
 class LedgerError(AutosplitError):
@@ -130,6 +151,21 @@ class AttemptRecord:
     decision: int
     outcome: str
     message: str = ""
+
+
+@dataclass
+class UnitChanges:
+    """New states of some units (arrays aligned with ``ids``; ``state`` as 0 pending, 1 assigned, 2 done,
+    3 quarantined; ``node`` and ``reason`` lists, ``None`` keeping the reason)."""
+
+    ids: np.ndarray
+    state: np.ndarray
+    node: list[str | None]
+    failures: np.ndarray
+    returns: np.ndarray
+    crashes: np.ndarray
+    alone: np.ndarray
+    reason: list[str | None]
 
 
 class Ledger:
@@ -162,19 +198,26 @@ class Ledger:
         os.chmod(path, 0o600)
         db.executescript(_SCHEMA)
         ledger = cls(path, db)
-        rows = zip(
-            range(units.height),
-            units["run"].to_list(),
-            units["lumi"].to_list(),
-            units["events"].to_list(),
-            strict=True,
-        )
         now = time.time()
+        n = units.height
         with ledger.transaction() as cur:
+            # One bulk insert of plain Python ints (no per-row tuple building in Python), then the indices.
             cur.executemany(
                 "INSERT INTO units (unit_id, run, lumi, events, updated) VALUES (?, ?, ?, ?, ?)",
-                ((uid, run, lumi, events, now) for uid, run, lumi, events in rows),
+                zip(
+                    range(n),
+                    units["run"].to_list(),
+                    units["lumi"].to_list(),
+                    units["events"].to_list(),
+                    itertools.repeat(now, n),
+                    strict=False,
+                ),
             )
+            try:
+                for statement in filter(None, (x.strip() for x in _UNIT_INDICES.split(";"))):
+                    cur.execute(statement)
+            except sqlite3.IntegrityError:
+                raise LedgerError("units: a (run, lumi) appears twice") from None
             cur.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
                 [("format", LEDGER_FORMAT), ("task", task), ("state", "submitted"), ("created", str(now))],
@@ -186,12 +229,27 @@ class Ledger:
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"{path}: no ledger here (is this a task directory?)")
-        db = cls._connect(path)
+        # Junk in place of the ledger (random bytes, an empty file, another file type) is refused before
+        # SQLite opens it: connecting would switch it to WAL mode and leave -wal/-shm files next to it.
         try:
+            with open(path, "rb") as handle:
+                header = handle.read(16)
+        except OSError as exc:
+            raise LedgerError(f"{path}: cannot read the ledger ({exc.strerror or exc})") from None
+        if header != b"SQLite format 3\x00":
+            raise LedgerError(
+                f"{path}: not a ledger (not an SQLite database); is this the task's ledger.sqlite?"
+            )
+        db = None
+        try:
+            db = cls._connect(path)
             found = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: not a ledger ({exc})") from None
+            if db is not None:
+                db.close()
+            raise LedgerError(f"{path}: not a ledger ({exc}); is this the task's ledger.sqlite?") from None
         if not found or found[0] != LEDGER_FORMAT:
+            db.close()
             raise LedgerError(
                 f"{path}: ledger format {found[0] if found else None!r}, expected {LEDGER_FORMAT}"
             )
@@ -255,78 +313,150 @@ class Ledger:
         names = [r[0] for r in self._db.execute("SELECT name FROM stages ORDER BY position, created")]
         return [self.stage(n) for n in names]  # type: ignore[misc]
 
-    def plan_stage(
-        self,
-        name: str,
-        position: int,
-        jobs: Sequence[Mapping[str, Any]],
-        *,
-        info: Mapping[str, Any] | None = None,
-        meta: Mapping[str, str] | None = None,
-    ) -> bool:
-        """Record a stage and assign units to its jobs, in one transaction (with ``meta`` entries).
+    # ------------------------------------------------------------------ version
+    def version(self) -> int:
+        """How many scheduler decisions the ledger has recorded (bindings and outcomes)."""
+        return int(self.get_meta("version", "0") or 0)
 
-        Each job mapping holds ``node``, ``unit_ids`` and optionally ``predicted_seconds``,
-        ``soft_limit_seconds``, ``hard_limit_seconds``, ``memory_mb``. Every unit must be pending.
-        Returns False (and changes nothing) when the stage was already planned: re-running a PRE script is
-        harmless.
+    @staticmethod
+    def _bump(cur: sqlite3.Cursor) -> int:
+        row = cur.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        version = int(row[0]) + 1 if row else 1
+        cur.execute(
+            "INSERT INTO meta (key, value) VALUES ('version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(version),),
+        )
+        return version
+
+    # ------------------------------------------------------------------ binding jobs
+    def bind_job(
+        self,
+        node: str,
+        *,
+        stage: str,
+        kind: str,
+        unit_ids: Sequence[int] | np.ndarray,
+        predicted_seconds: float | None,
+        soft_limit_seconds: float | None,
+        hard_limit_seconds: float | None,
+        memory_mb: int | None,
+        units: UnitChanges | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Record that job ``node`` got ``unit_ids`` (in processing order); returns the new version.
+
+        Every unit must be pending. The stage row is created with its first job. ``units`` are further unit
+        changes the scheduler made on the way (e.g. units it quarantined), written in the same transaction.
         """
+        ids = np.asarray(unit_ids, dtype=np.int64)
+        if ids.size == 0:
+            raise LedgerError(f"job {node} has no units")
         now = time.time()
         with self.transaction() as cur:
-            if cur.execute("SELECT 1 FROM stages WHERE name = ?", (name,)).fetchone():
-                return False
-            cur.execute(
-                "INSERT INTO stages (name, position, state, n_jobs, info, created) VALUES (?, ?, 'planned', ?, ?, ?)",
-                (name, position, len(jobs), json.dumps(dict(info or {}), default=json_default), now),
-            )
-            for job in jobs:
-                node = job["node"]
-                unit_ids = [int(u) for u in job["unit_ids"]]
-                if not unit_ids:
-                    raise LedgerError(f"job {node} has no units")
-                # Chunk the check to stay under SQLite's parameter limit for very large jobs.
-                not_pending = 0
-                for chunk in _chunks(unit_ids, 30_000):
-                    not_pending += cur.execute(
-                        f"SELECT COUNT(*) FROM units WHERE unit_id IN ({','.join('?' * len(chunk))}) "
-                        "AND state != 'pending'",
-                        chunk,
-                    ).fetchone()[0]
-                if not_pending:
-                    raise LedgerError(f"job {node}: {not_pending} of its units are not pending")
-                events = 0
-                for chunk in _chunks(unit_ids, 30_000):
-                    events += cur.execute(
-                        f"SELECT COALESCE(SUM(events), 0) FROM units WHERE unit_id IN ({','.join('?' * len(chunk))})",
-                        chunk,
-                    ).fetchone()[0]
+            if cur.execute("SELECT 1 FROM jobs WHERE node = ?", (node,)).fetchone():
+                raise LedgerError(f"job {node} is already bound")
+            not_pending = 0
+            events = 0
+            for chunk in _chunks(ids.tolist(), 30_000):
+                marks = ",".join("?" * len(chunk))
+                row = cur.execute(
+                    f"SELECT SUM(state != 'pending'), COALESCE(SUM(events), 0), COUNT(*) FROM units "
+                    f"WHERE unit_id IN ({marks})",
+                    chunk,
+                ).fetchone()
+                not_pending += int(row[0] or 0) + (len(chunk) - int(row[2]))
+                events += int(row[1])
+            if not_pending:
+                raise LedgerError(f"job {node}: {not_pending} of its units are not pending")
+            if not cur.execute("SELECT 1 FROM stages WHERE name = ?", (stage,)).fetchone():
+                position = cur.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM stages").fetchone()[0]
                 cur.execute(
-                    "INSERT INTO jobs (node, stage, state, n_units, events, predicted_seconds, soft_limit_seconds, "
-                    "hard_limit_seconds, memory_mb, created) VALUES (?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        node,
-                        name,
-                        len(unit_ids),
-                        events,
-                        job.get("predicted_seconds"),
-                        job.get("soft_limit_seconds"),
-                        job.get("hard_limit_seconds"),
-                        job.get("memory_mb"),
-                        now,
-                    ),
+                    "INSERT INTO stages (name, position, state, n_jobs, info, created) "
+                    "VALUES (?, ?, 'running', 0, ?, ?)",
+                    (stage, position, json.dumps(dict(info or {}), default=json_default), now),
                 )
-                cur.executemany(
-                    "INSERT INTO job_units (node, unit_id) VALUES (?, ?)", ((node, u) for u in unit_ids)
-                )
-                cur.executemany(
-                    "UPDATE units SET state = 'assigned', node = ?, updated = ? WHERE unit_id = ?",
-                    ((node, now, u) for u in unit_ids),
-                )
-            cur.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                list((meta or {}).items()),
+            cur.execute("UPDATE stages SET n_jobs = n_jobs + 1 WHERE name = ?", (stage,))
+            cur.execute(
+                "INSERT INTO jobs (node, stage, kind, state, n_units, events, predicted_seconds, "
+                "soft_limit_seconds, hard_limit_seconds, memory_mb, created) "
+                "VALUES (?, ?, ?, 'planned', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    node,
+                    stage,
+                    kind,
+                    int(ids.size),
+                    events,
+                    predicted_seconds,
+                    soft_limit_seconds,
+                    hard_limit_seconds,
+                    memory_mb,
+                    now,
+                ),
             )
-        return True
+            cur.executemany(
+                "INSERT INTO job_units (node, seq, unit_id) VALUES (?, ?, ?)",
+                zip([node] * int(ids.size), range(int(ids.size)), ids.tolist(), strict=True),
+            )
+            cur.executemany(
+                "UPDATE units SET state = 'assigned', node = ?, updated = ? WHERE unit_id = ?",
+                zip([node] * int(ids.size), [now] * int(ids.size), ids.tolist(), strict=True),
+            )
+            if units is not None:
+                self._write_units(cur, units, now)
+            return self._bump(cur)
+
+    def record_changes(
+        self, units: UnitChanges, *, cancelled: Sequence[str] = (), outcome: str = "cancelled"
+    ) -> int:
+        """Write unit changes the scheduler made outside a binding or an outcome, and end the ``cancelled``
+        jobs (bound, never reported: their DAG ended) as ``killed``; returns the new version."""
+        now = time.time()
+        with self.transaction() as cur:
+            self._write_units(cur, units, now)
+            cur.executemany(
+                "UPDATE jobs SET state = 'killed', outcome = ?, ended = ? WHERE node = ? AND state = 'planned'",
+                ((outcome, now, node) for node in cancelled),
+            )
+            return self._bump(cur)
+
+    @staticmethod
+    def _write_units(cur: sqlite3.Cursor, units: UnitChanges, now: float) -> None:
+        """Write unit changes; refuses to undo a done unit or to mark done a unit no job held."""
+        if units.ids.size == 0:
+            return
+        new_state = np.asarray(units.state, dtype=np.int64)
+        ids = units.ids.astype(np.int64)
+        for start in range(0, int(ids.size), 30_000):
+            chunk = ids[start : start + 30_000].tolist()
+            rows = cur.execute(
+                f"SELECT unit_id, state FROM units WHERE unit_id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            if len(rows) != len(set(chunk)):
+                raise LedgerError("unit changes name a unit this task does not have")
+            current = dict(rows)
+            for unit_id, code in zip(chunk, new_state[start : start + 30_000].tolist(), strict=True):
+                was = current[unit_id]
+                if was == "done" and code != _STATE_CODE["done"]:
+                    raise LedgerError(f"unit {unit_id} is done; it cannot become {UNIT_STATES[code]}")
+                if code == _STATE_CODE["done"] and was not in ("assigned", "done"):
+                    raise LedgerError(f"unit {unit_id} is {was}: only a unit a job held can be done")
+        cur.executemany(
+            "UPDATE units SET state = ?, node = ?, failures = ?, returns = ?, crashes = ?, alone = ?, "
+            "reason = COALESCE(?, reason), updated = ? WHERE unit_id = ?",
+            zip(
+                [UNIT_STATES[int(c)] for c in units.state.tolist()],
+                units.node,
+                units.failures.tolist(),
+                units.returns.tolist(),
+                units.crashes.tolist(),
+                units.alone.astype(np.int64).tolist(),
+                units.reason,
+                [now] * int(units.ids.size),
+                units.ids.tolist(),
+                strict=True,
+            ),
+        )
 
     def set_stage_state(self, name: str, state: str, **info: Any) -> None:
         with self.transaction() as cur:
@@ -364,24 +494,28 @@ class Ledger:
             (r, lu)
             for r, lu in self._db.execute(
                 "SELECT u.run, u.lumi FROM job_units j JOIN units u ON u.unit_id = j.unit_id WHERE j.node = ? "
-                "ORDER BY u.unit_id",
+                "ORDER BY j.seq",
                 (node,),
             )
         ]
 
     def job_unit_ids(self, node: str) -> list[int]:
+        """The unit ids of a job, in the order the job processes them."""
         return [
             r[0]
-            for r in self._db.execute(
-                "SELECT unit_id FROM job_units WHERE node = ? ORDER BY unit_id", (node,)
-            )
+            for r in self._db.execute("SELECT unit_id FROM job_units WHERE node = ? ORDER BY seq", (node,))
         ]
 
+    def all_job_units(self) -> pl.DataFrame:
+        """Every (node, seq, unit_id) of every job, in one query."""
+        return self._frame("SELECT node, seq, unit_id FROM job_units ORDER BY node, seq", ())
+
     def units(self, state: str | None = None) -> pl.DataFrame:
-        """Units (unit_id, run, lumi, events, state, node, failures, blamed, reason), optionally one state."""
+        """Units (unit_id, run, lumi, events, state, node, failures, returns, crashes, alone, reason), optionally
+        one state."""
         if state is not None and state not in UNIT_STATES:
             raise LedgerError(f"unknown unit state {state!r}; one of {', '.join(UNIT_STATES)}")
-        query = "SELECT unit_id, run, lumi, events, state, node, failures, blamed, reason FROM units"
+        query = "SELECT unit_id, run, lumi, events, state, node, failures, returns, crashes, alone, reason FROM units"
         return self._frame(
             query + (" WHERE state = ?" if state else "") + " ORDER BY unit_id", (state,) if state else ()
         )
@@ -410,9 +544,78 @@ class Ledger:
         types = {name: (schema or {}).get(name, pl.Null if not rows else None) for name in names}
         if not rows:
             return pl.DataFrame(schema={n: t or pl.Null for n, t in types.items()})
-        frame = pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+        # Column by column: much faster than polars' row-wise construction for a million rows.
+        columns = list(zip(*rows, strict=True))
+        frame = pl.DataFrame(
+            [pl.Series(name, list(values), strict=False) for name, values in zip(names, columns, strict=True)]
+        )
         fixed = {n: t for n, t in types.items() if t is not None and t != pl.Null}
         return frame.cast(fixed) if fixed else frame
+
+    # ------------------------------------------------------------------ summaries (one query each)
+    def unit_summary(self) -> dict[str, tuple[int, int]]:
+        """``{state: (units, events)}`` in one query (served by the ``(state, events)`` index)."""
+        out = dict.fromkeys(UNIT_STATES, (0, 0))
+        for state, n, events in self._db.execute(
+            "SELECT state, COUNT(*), COALESCE(SUM(events), 0) FROM units GROUP BY state"
+        ):
+            out[state] = (int(n), int(events))
+        return out
+
+    def quarantine_reasons(self, limit: int = 5) -> list[tuple[str | None, int]]:
+        """The most frequent quarantine reasons: [(reason, units)]."""
+        return [
+            (r, int(n))
+            for r, n in self._db.execute(
+                "SELECT reason, COUNT(*) AS n FROM units WHERE state = 'quarantined' GROUP BY reason "
+                "ORDER BY n DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def job_summary(self) -> list[tuple[str, str, str | None, str | None, int]]:
+        """Jobs grouped by (stage, state, job outcome, last attempt's outcome): [(stage, state, outcome,
+        last_attempt_outcome, count)] in one query; planned jobs come per node (see :meth:`planned_jobs`)."""
+        return [
+            (stage, state, outcome, last, int(n))
+            for stage, state, outcome, last, n in self._db.execute(
+                "SELECT j.stage, j.state, j.outcome, a.outcome, COUNT(*) FROM jobs j "
+                "LEFT JOIN attempts a ON a.node = j.node AND a.attempt = j.attempts - 1 "
+                "WHERE j.state != 'planned' GROUP BY 1, 2, 3, 4"
+            )
+        ]
+
+    def planned_jobs(self) -> list[tuple[str, str, str | None]]:
+        """Jobs bound and not ended: [(node, stage, last attempt's outcome or None)] (at most the chains)."""
+        return list(
+            self._db.execute(
+                "SELECT j.node, j.stage, a.outcome FROM jobs j "
+                "LEFT JOIN attempts a ON a.node = j.node AND a.attempt = j.attempts - 1 "
+                "WHERE j.state = 'planned'"
+            )
+        )
+
+    def attempt_summary(self) -> list[tuple[str | None, str, int | None, int, float]]:
+        """Attempts grouped by (site, outcome, exit code): [(site, outcome, exit_code, count, wall seconds)]."""
+        return [
+            (site, outcome, code, int(n), float(wall or 0.0))
+            for site, outcome, code, n, wall in self._db.execute(
+                "SELECT site, outcome, exit_code, COUNT(*), SUM(wall_seconds) FROM attempts GROUP BY 1, 2, 3"
+            )
+        ]
+
+    def error_messages(self, exit_code: int | None, ok_outcomes: Sequence[str], limit: int = 3) -> list[str]:
+        """Up to ``limit`` distinct messages of failed attempts with this exit code (first seen first)."""
+        marks = ",".join("?" * len(ok_outcomes))
+        where = "exit_code IS ?" if exit_code is None else "exit_code = ?"
+        return [
+            r[0]
+            for r in self._db.execute(
+                f"SELECT message, MIN(time) FROM attempts WHERE {where} AND outcome NOT IN ({marks}) "
+                "AND message IS NOT NULL AND message != '' GROUP BY message ORDER BY 2 LIMIT ?",
+                (exit_code, *ok_outcomes, limit),
+            )
+        ]
 
     # ------------------------------------------------------------------ postjob transitions
     def recorded_attempt(self, node: str, attempt: int) -> AttemptRecord | None:
@@ -421,32 +624,26 @@ class Ledger:
         ).fetchone()
         return AttemptRecord(node, attempt, row[0], row[1], row[2] or "") if row else None
 
-    def close_attempt(
+    def record_outcome(
         self,
         node: str,
         attempt: int,
         *,
         decision: int,
         outcome: str,
-        done: Iterable[tuple[int, int]] = (),
-        returned: str = "all",
-        keep: Iterable[tuple[int, int]] = (),
-        blamed: Iterable[tuple[int, int]] = (),
-        count_failure: bool = False,
-        final_job_state: str | None = None,
-        quarantine_returned: bool = False,
         message: str = "",
         details: Mapping[str, Any] | None = None,
+        units: UnitChanges | None = None,
+        done: int = 0,
+        returned: int = 0,
+        job_state: str | None = None,
     ) -> AttemptRecord:
-        """Apply the postjob's verdict on one job attempt, once.
+        """Record the postjob's decision on one job attempt and the unit changes it caused, once.
 
-        ``done`` units (run, lumi) become done; they must be assigned to ``node``. When ``returned`` is
-        ``"all"`` every other unit of the node goes back to pending (``"none"``: they stay assigned, for a
-        retry of the same job); ``keep`` units stay assigned either way (the job retries just them).
-        ``count_failure`` adds one failure to every returned unit; ``blamed`` units
-        (named by the report as the cause) get one failure and the blame mark in any case. ``quarantine_returned`` quarantines the returned units
-        instead (the last stage). ``final_job_state`` sets the job's state. Re-applying the same
-        (node, attempt) returns the stored record and changes nothing.
+        ``units`` are the scheduler's unit changes (the job's units: done, pending again, quarantined, with
+        their counters); ``done``/``returned`` are counted into the attempt row. ``job_state`` ends the job
+        (``finished``, ``failed``, ``killed``); ``None`` keeps it planned (DAGMan will run it again).
+        Re-recording the same (node, attempt) returns the stored record and changes nothing.
         """
         details = dict(details or {})
         now = time.time()
@@ -459,57 +656,15 @@ class Ledger:
                 return AttemptRecord(node, attempt, row[0], row[1], row[2] or "")
             if not cur.execute("SELECT 1 FROM jobs WHERE node = ?", (node,)).fetchone():
                 raise LedgerError(f"unknown job node {node!r}")
-            held = {
-                (r, lu): uid
-                for uid, r, lu in cur.execute(
-                    "SELECT unit_id, run, lumi FROM units WHERE node = ? AND state = 'assigned'", (node,)
-                )
-            }
-            already = {
-                (r, lu)
-                for r, lu in cur.execute(
-                    "SELECT run, lumi FROM units WHERE node = ? AND state = 'done'", (node,)
-                )
-            }
-            done_ids = []
-            for key in done:
-                pair = (int(key[0]), int(key[1]))
-                uid = held.get(pair)
-                if uid is None:
-                    if pair in already:  # done by an earlier attempt of this node: counted once, not again
-                        continue
-                    raise LedgerError(f"job {node}: unit run {key[0]} lumi {key[1]} is not assigned to it")
-                done_ids.append(uid)
-            cur.executemany(
-                "UPDATE units SET state = 'done', updated = ? WHERE unit_id = ?", ((now, u) for u in done_ids)
-            )
-            done_set = set(done_ids) | {
-                held[(int(k[0]), int(k[1]))] for k in keep if (int(k[0]), int(k[1])) in held
-            }
-            returned_ids = [u for u in held.values() if u not in done_set] if returned == "all" else []
-            blamed_set = {held[(int(k[0]), int(k[1]))] for k in blamed if (int(k[0]), int(k[1])) in held}
-            increments = [(1 if (count_failure or u in blamed_set) else 0, u) for u in returned_ids]
-            if returned_ids and quarantine_returned:
-                cur.executemany(
-                    "UPDATE units SET state = 'quarantined', failures = failures + ?, reason = ?, updated = ? "
-                    "WHERE unit_id = ?",
-                    ((inc, message or "unfinished after the last stage", now, u) for inc, u in increments),
-                )
-            elif returned_ids:
-                cur.executemany(
-                    "UPDATE units SET state = 'pending', node = NULL, failures = failures + ?, "
-                    "reason = COALESCE(?, reason), updated = ? WHERE unit_id = ?",
-                    ((inc, message or None, now, u) for inc, u in increments),
-                )
-            if blamed_set:
-                cur.executemany(
-                    "UPDATE units SET blamed = 1, reason = ?, updated = ? WHERE unit_id = ?",
-                    ((message or "named as the cause of a failure", now, u) for u in blamed_set),
-                )
+            if job_state is not None and job_state not in JOB_STATES:
+                raise LedgerError(f"unknown job state {job_state!r}")
+            if units is not None:
+                self._write_units(cur, units, now)
             cur.execute(
                 "INSERT INTO attempts (node, attempt, decision, outcome, exit_code, message, site, wall_seconds, "
                 "cpu_seconds, peak_rss_bytes, events, units_done, units_returned, soft_stopped, hard_killed, "
-                "report_path, usable_report, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "report_path, usable_report, elapsed_seconds, time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     node,
                     attempt,
@@ -522,23 +677,23 @@ class Ledger:
                     details.get("cpu_seconds"),
                     details.get("peak_rss_bytes"),
                     details.get("events"),
-                    len(done_ids),
-                    len(returned_ids),
+                    int(done),
+                    int(returned),
                     int(bool(details.get("soft_stopped"))),
                     int(bool(details.get("hard_killed"))),
                     details.get("report_path"),
                     int(bool(details.get("usable_report"))),
+                    details.get("elapsed_seconds"),
                     now,
                 ),
             )
-            cur.execute(
-                "UPDATE jobs SET attempts = MAX(attempts, ?) WHERE node = ?",
-                (attempt + 1, node),
-            )
-            if final_job_state is not None:
-                if final_job_state not in JOB_STATES:
-                    raise LedgerError(f"unknown job state {final_job_state!r}")
-                cur.execute("UPDATE jobs SET state = ? WHERE node = ?", (final_job_state, node))
+            cur.execute("UPDATE jobs SET attempts = MAX(attempts, ?) WHERE node = ?", (attempt + 1, node))
+            if job_state is not None:
+                cur.execute(
+                    "UPDATE jobs SET state = ?, outcome = ?, ended = ? WHERE node = ?",
+                    (job_state, outcome, now, node),
+                )
+            self._bump(cur)
         return AttemptRecord(node, attempt, decision, outcome, message)
 
     def escalate_attempt(self, node: str, attempt: int, decision: int, message: str) -> None:
@@ -572,23 +727,8 @@ class Ledger:
                     f"AND unit_id IN ({','.join('?' * len(chunk))})",
                     (reason, time.time(), *chunk),
                 ).rowcount
-        return changed
-
-    def release(self, states: Sequence[str] = ("quarantined",)) -> int:
-        """Put units in ``states`` (quarantined, or pending units with failures) back to clean pending."""
-        changed = 0
-        with self.transaction() as cur:
-            if "quarantined" in states:
-                changed += cur.execute(
-                    "UPDATE units SET state = 'pending', node = NULL, failures = 0, blamed = 0, updated = ? "
-                    "WHERE state = 'quarantined'",
-                    (time.time(),),
-                ).rowcount
-            if "failed" in states:
-                changed += cur.execute(
-                    "UPDATE units SET failures = 0, blamed = 0, updated = ? WHERE state = 'pending' AND failures > 0",
-                    (time.time(),),
-                ).rowcount
+            if changed:
+                self._bump(cur)
         return changed
 
     def request_kill(self, nodes: Iterable[str] | None = None) -> list[str]:

@@ -40,9 +40,24 @@ or, columnar, one file read per file and one event selection per lumi (uproot)::
 
 A unit counts as processed when the loop asks for the next one (or ends); a unit the loop abandons (an
 exception, a ``break``) is reported unfinished, never processed. Each processed unit's seconds are measured.
-Finished units are also appended to a progress journal (``<report>.progress``) as they complete, so a job
-killed at its hard limit still reports the units it finished. The report is written atomically
-(temporary file + rename) on success, soft stop and exception.
+A unit the loop abandons without an exception (a ``break`` on :meth:`Job.should_stop`, say) is also the
+report's ``in_progress`` unit, with the seconds spent on it: it costs at least that much, which the cost
+model needs to know (a unit that raised is named in ``meta.failed_unit`` instead).
+
+The report is written atomically (temporary file + rename) on success, soft stop and exception. While the
+job runs, a progress journal (``<report>.progress``, one JSON object per line, appended and flushed) lets
+the wrapper rebuild a report when the payload is killed or dies without writing one:
+
+* a finished unit is its report entry: ``{"run", "lumi", "events", "seconds", <features>}``;
+* a unit (or, for :meth:`Job.iter_lumis`, one file's part of it) starting is
+  ``{"start": {"run": int, "lumi": int}, "at": float, "before": float}``: ``at`` the time it started
+  (seconds since the epoch), ``before`` the seconds already spent on the unit's earlier parts. The last
+  start whose unit has not finished is the unit in progress; the wrapper reports it as ``in_progress`` with
+  ``before`` plus the time from ``at`` to the payload's end.
+
+Start records have no top-level ``run``/``lumi``, so a reader that only knows finished-unit lines (an
+older wrapper) skips them; a journal without start records (an older worker, or an executable that writes
+only finished units) still gives the finished units.
 
 This module imports only the standard library, msgspec and the job report at import time (it runs on worker
 nodes); numpy and uproot are imported by :meth:`Job.iter_lumis` only.
@@ -109,6 +124,7 @@ class JobSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     files: list[FileUnits] = []
     code: dict[str, Any] = {}
     stage_out: dict[str, Any] | None = None
+    checkpoint_seconds: float | None = None
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> JobSpec:
@@ -211,8 +227,14 @@ class Job:
         self._finished = False
         self._first_unit_started: float | None = None
         self._current: Unit | None = None  # the unit being processed, blamed if the code raises
+        self._current_started: float | None = None  # when the current unit (or its current part) started
+        self._current_before = 0.0  # seconds spent on the current unit's earlier parts (iter_lumis)
         self._journal = self.report_path.with_name(self.report_path.name + ".progress")
         self._journal.unlink(missing_ok=True)
+        self._checkpoint_path = checkpoint_path(self.report_path)
+        self._checkpoint_path.unlink(missing_ok=True)  # an earlier attempt's: its units were accounted for
+        self._checkpoint_callback: Callable[[], Any] | None = None
+        self._last_checkpoint = self.started
         Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
         if handle_sigterm:
             self._install_sigterm()
@@ -293,10 +315,11 @@ class Job:
                 return
             start = self._clock()
             self._first_unit_started = self._first_unit_started or start
-            self._current = unit
+            self._start_unit(unit, start)
             yield unit
             self._current = None
             self._mark_done(unit, self._clock() - start)
+            self._maybe_checkpoint()
 
     def iter_lumis(
         self,
@@ -312,17 +335,27 @@ class Job:
         ``library`` is uproot's (``"np"`` for a dict of numpy arrays, ``"ak"`` for awkward). A lumi spanning
         several files is yielded once per file; it counts as processed when all its parts are.
         The file's read time is shared among its units in proportion to their events.
+
+        A soft stop (deadline or SIGTERM) never leaves a lumi half done: once one file's part of a lumi has
+        been yielded, the loop goes on to the lumi's other parts (and only those) before it stops. Stopping
+        in between would leave that part's events in the job's outputs while the lumi goes back to be
+        processed again by another job: counted twice.
         """
         import numpy as np
         import uproot
 
         wanted = files or sorted({lfn for unit in self.units for lfn in unit.files})
+        stopping = False
         for lfn in wanted:
             units = [u for u in self.units if lfn in u.files and u.key not in self._done]
+            if stopping or (units and not self._may_start_next()):
+                # Stopping: only the remaining parts of lumis already begun, then stop.
+                stopping = True
+                if not any(self._partly_done(u) for u in self.units):
+                    return
+                units = [u for u in units if self._partly_done(u)]
             if not units:
                 continue
-            if not self._may_start_next():
-                return
             read_start = self._clock()
             self._first_unit_started = self._first_unit_started or read_start
             with uproot.open(lfn) as handle:
@@ -343,8 +376,11 @@ class Job:
             highs = sorted_keys.searchsorted(unit_keys, "right")
             total = int((highs - lows).sum()) or 1
             for unit, lo, hi in zip(units, lows.tolist(), highs.tolist(), strict=True):
-                if unit is not units[0] and not self._may_start_next():
-                    return
+                if not self._partly_done(unit) and (
+                    stopping or (unit is not units[0] and not self._may_start_next())
+                ):
+                    stopping = True  # a lumi not begun yet: skipped; begun ones still get their parts
+                    continue
                 count = hi - lo
                 index = order[lo:hi]
                 if library == "np":
@@ -352,11 +388,34 @@ class Job:
                 else:
                     selection = arrays[index]
                 start = self._clock()
-                self._current = unit
+                self._start_unit(unit, start, before=self._part_totals.get(unit.key, [0.0])[0])
                 yield unit, selection
                 self._current = None
                 seconds = self._clock() - start + read_seconds * count / total
                 self._mark_part_done(unit, lfn, seconds, count)
+                self._maybe_checkpoint()
+
+    def _partly_done(self, unit: Unit) -> bool:
+        """True for a lumi some of whose files' parts were processed, not all (:meth:`iter_lumis`)."""
+        return unit.key in self._parts_left and unit.key not in self._done
+
+    def _start_unit(self, unit: Unit, start: float, before: float = 0.0) -> None:
+        """Record that ``unit`` (or one file's part of it) starts now, in memory and in the journal."""
+        self._current = unit
+        self._current_started = start
+        self._current_before = before
+        record = {"start": {"run": unit.run, "lumi": unit.lumi}, "at": start, "before": round(before, 6)}
+        with open(self._journal, "a") as journal:
+            journal.write(json.dumps(record) + "\n")
+            journal.flush()
+
+    def _in_progress(self, now: float) -> dict[str, Any] | None:
+        """The unit abandoned in the middle (started, not finished), with the seconds spent on it."""
+        unit = self._current
+        if unit is None or unit.key in self._done or self._current_started is None:
+            return None
+        seconds = self._current_before + max(now - self._current_started, 0.0)
+        return {"run": unit.run, "lumi": unit.lumi, "seconds": round(seconds, 6), "events": None}
 
     def _mark_part_done(self, unit: Unit, lfn: str, seconds: float, events: int) -> None:
         """Record one file's part of a unit; the unit is processed once every file holding it is."""
@@ -391,6 +450,36 @@ class Job:
             journal.write(json.dumps(record) + "\n")
             journal.flush()
 
+    # ------------------------------------------------------------------ checkpoints
+    def on_checkpoint(self, callback: Callable[[], Any]) -> None:
+        """Ask for automatic checkpoints: every ``spec.checkpoint_seconds`` (set by the task's
+        ``[limits] checkpoint_interval``) the unit loops call ``callback()`` between two units — it must
+        close the current output file(s), :meth:`add_output` them and start new ones — then
+        :meth:`checkpoint`."""
+        self._checkpoint_callback = callback
+
+    def checkpoint(self) -> Path:
+        """Declare a commit point: the units processed so far are covered by the outputs added so far
+        (closed files that will not change). Writes ``<report>.checkpoint`` atomically, a report of those
+        units and outputs. If the job is then lost or killed, the pipeline commits these outputs and
+        credits these units (once), so only the work since the last checkpoint is done again."""
+        if any(self._partly_done(u) for u in self.units):
+            raise JobSpecError(
+                "checkpoint() inside a lumi that spans files: finish the lumi's other parts first"
+            )
+        self._build_report(EXIT_OK, "", None, checkpoint=True).to_json(self._checkpoint_path)
+        self._last_checkpoint = self._clock()
+        return self._checkpoint_path
+
+    def _maybe_checkpoint(self) -> None:
+        interval = self.spec.checkpoint_seconds
+        if self._checkpoint_callback is None or interval is None or not self._done:
+            return
+        if self._clock() - self._last_checkpoint < interval or any(self._partly_done(u) for u in self.units):
+            return
+        self._checkpoint_callback()
+        self.checkpoint()
+
     # ------------------------------------------------------------------ outputs
     def output_path(self, name: str) -> Path:
         """A path for an output file inside the job's output directory (no ``..`` or absolute names)."""
@@ -414,6 +503,16 @@ class Job:
         """
         if self._finished:
             return JobReport.from_json(self.report_path)
+        report = self._build_report(exit_code, exit_message, failed_unit)
+        self.report_path.parent.mkdir(parents=True, exist_ok=True)
+        report.to_json(self.report_path)
+        self._journal.unlink(missing_ok=True)
+        self._finished = True
+        return report
+
+    def _build_report(
+        self, exit_code: int, exit_message: str, failed_unit: Unit | None, *, checkpoint: bool = False
+    ) -> JobReport:
         now = self._clock()
         done = list(self._done.values())
         unfinished = [{"run": u.run, "lumi": u.lumi} for u in self.units if u.key not in self._done]
@@ -439,17 +538,19 @@ class Job:
             loop_seconds=loop_seconds,
             units=done,
             unfinished=unfinished,
+            in_progress=(
+                self._in_progress(now)
+                if failed_unit is None and exit_code == EXIT_OK and not checkpoint
+                else None
+            ),
             outputs=outputs,
-            soft_stopped=self.soft_stopped,
+            soft_stopped=self.soft_stopped and not checkpoint,
             meta={
                 "spec_digest": _digest(self.spec),
+                **({"checkpoint": True} if checkpoint else {}),
                 **({"failed_unit": [failed_unit.run, failed_unit.lumi]} if failed_unit is not None else {}),
             },
         )
-        self.report_path.parent.mkdir(parents=True, exist_ok=True)
-        report.to_json(self.report_path)
-        self._journal.unlink(missing_ok=True)
-        self._finished = True
         return report
 
     def __enter__(self) -> Job:
@@ -462,6 +563,12 @@ class Job:
             message = "".join(traceback.format_exception_only(exc_type, exc)).strip()
             self.finish(EXIT_USER_ERROR, message[-2000:], failed_unit=self._current)
         return False
+
+
+def checkpoint_path(report_path: str | os.PathLike[str]) -> Path:
+    """Where a job writes its checkpoint report, next to its report."""
+    path = Path(report_path)
+    return path.with_name(path.name + ".checkpoint")
 
 
 def _digest(spec: JobSpec) -> str:

@@ -1,31 +1,40 @@
-"""The workload suite of the splitting-quality benchmark: real unit structure, known true costs, a pool.
+"""The workload suite of the splitting-quality benchmark: real unit structure, known true costs, two pools.
 
-Unit structure (shared by every workload), from the real data in ``tests/data``:
+**Unit structure** (shared by every workload), from the real data in ``tests/data``:
 
 * **runs and lumis**: the 2017 golden JSON (``lumimask/Cert_294927-306462_...``), runs in run order until
   ``n_units`` lumis, real lumi numbers with their gaps;
 * **events per lumi** follow the per-lumi luminosity: the real brilcalc table (``brilcalc/lumi_small.csv``,
   fill 5839/5840) gives pile-up and recorded luminosity for its own runs; every other run follows that
-  fill's profile stretched over the run's lumi range and scaled by a lognormal factor per run (sd 12 %),
-  as :func:`autosplit.sim.synthetic.synthetic_dataset` does; events are Poisson with a mean of
-  ``EVENTS_PER_LUMI`` (930, the events per lumi of the DBS listing's SingleMu RECO files) times the lumi's
-  recorded luminosity over the profile's mean;
+  fill's profile stretched over the run's lumi range and scaled by a lognormal factor per run (sd 12 %);
+  events are Poisson with a mean of ``EVENTS_PER_LUMI`` (930, the events per lumi of the DBS listing's
+  SingleMu RECO files) times the lumi's recorded luminosity over the profile's mean;
 * **files**: consecutive lumis of one run, with (lumis per file, file size) pairs drawn from the real DBS
   listing's SingleMu RECO files (``dbs/dbs_files_lumis.json``: 2-60 lumis, median 5; 1.6-4.3 GB); a unit's
   bytes are its file's size apportioned by events; ``pileup`` is a unit feature.
 
-True cost per unit: :class:`~autosplit.sim.synthetic.SyntheticWorkload` (per-event seconds rising
-with pile-up, a fixed cost per lumi, lognormal unit noise and heavy-tailed stragglers), with extra cost
-shapes the synthetic generator lacks: a bimodal per-run factor (a trigger-menu or reconstruction change
-invisible in the unit features) and a drift with time. The pool: ``N_SLOTS`` slots in sites of different
-speeds, lognormal per-job overhead (mean 5 min, log-sd 0.5), node jitter (log-sd 0.1), optional failure
-hazard and poison units. Target runtime 8 h.
+**True cost per unit**: :class:`~autosplit.sim.synthetic.SyntheticWorkload` (per-event seconds rising with
+pile-up, a fixed cost per lumi, lognormal unit noise, optional heavy-tailed stragglers), then the
+workload's *shapes* (:class:`Shape` subclasses: per-run factors, per-lumi modes, Pareto tails, slow files,
+a second dataset, huge lumis, drift), then one scale factor per (workload, profile) so that the expected
+work is ``profile.waves`` waves of target-length jobs on the pool (the factor comes from a fixed
+calibration draw, never from the seed being run, so seeds still differ in their total).
+
+**Profiles** (:data:`PROFILES`): ``today`` is the earlier suite's pool (300 slots, lognormal per-job
+overhead with a 5 min mean, 60 s between stages); ``grid`` is the outside evaluation's setting (30,000
+lumis, 500 slots, 8 h target, 600 s per-job overhead, 300 s between stages, about 5 waves of work).
+Node failures (a Poisson hazard per running second, MTBF 48 h) hit every workload in the ``failures=True``
+runs; every workload also runs failure-free (the runs the lower-bound target is judged on).
+
+**Train/test split**: the seven workloads of the earlier suite are the TRAINING workloads (autosplit's
+defaults may be tuned on them); the others are TEST workloads nobody tunes on.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,13 +51,59 @@ BRILCALC = DATA / "brilcalc" / "lumi_small.csv"
 DBS_JSON = DATA / "dbs" / "dbs_files_lumis.json"
 DBS_DATASET = "/SingleMu/CMSSW_6_2_0_pre4-PRE_61_V1_RelVal_mu2012A-v1/RECO"
 
-N_UNITS = 40_000
-N_SLOTS = 300
 TARGET = 8 * 3600.0
 EVENTS_PER_LUMI = 930.0
 SECONDS_PER_EVENT = 0.8
-OVERHEAD_SECONDS = 300.0
-TWO_SITES = (SiteSlots("T2_A", N_SLOTS // 2, 0.9), SiteSlots("T2_B", N_SLOTS - N_SLOTS // 2, 1.1))
+FAILURE_MTBF = 48 * 3600.0
+CALIBRATION_SEED = 987_654
+LFN_PREFIX = "/store/data/Run2017/SingleMuon/RECO/bench/"
+LFN_PREFIX_B = "/store/data/Run2017/JetHT/RECO/bench/"
+
+
+# ---------------------------------------------------------------------- profiles
+@dataclass(frozen=True)
+class Profile:
+    """A pool and a dataset size: slots, per-job overhead, stage latency, and how much work (in waves)."""
+
+    name: str
+    description: str
+    n_units: int
+    n_slots: int
+    overhead_seconds: float
+    stage_delay_seconds: float
+    waves: float  #: expected total work / (slots x target) at the pool's speed
+    target_runtime: float = TARGET
+    failure_mtbf: float = FAILURE_MTBF
+    overhead_sigma: float = 0.5
+    grace_seconds: float = 60.0
+
+    def scaled(self, n_units: int, n_slots: int) -> Profile:
+        """The same profile (name, overhead, latency, waves) on a smaller dataset and pool (smoke tests)."""
+        return replace(self, n_units=int(n_units), n_slots=int(n_slots))
+
+
+PROFILES: dict[str, Profile] = {
+    "today": Profile(
+        "today",
+        "the earlier suite's pool: 300 slots, per-job overhead lognormal with a 5 min mean, 60 s between "
+        "stages; 30,000 lumis, work of 3.5 waves of 8 h jobs",
+        n_units=30_000,
+        n_slots=300,
+        overhead_seconds=300.0,
+        stage_delay_seconds=60.0,
+        waves=3.5,
+    ),
+    "grid": Profile(
+        "grid",
+        "the outside evaluation's pool: 500 slots, per-job overhead lognormal with a 600 s mean, 300 s "
+        "between stages; 30,000 lumis, work of 5 waves of 8 h jobs",
+        n_units=30_000,
+        n_slots=500,
+        overhead_seconds=600.0,
+        stage_delay_seconds=300.0,
+        waves=5.0,
+    ),
+}
 
 
 # ---------------------------------------------------------------------- unit structure
@@ -103,8 +158,8 @@ def dbs_file_shapes() -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def base_dataset(n_units: int = N_UNITS, seed: int = 2017) -> Dataset:
-    """The suite's dataset (see the module docstring); deterministic for ``seed``."""
+def base_table(n_units: int, seed: int = 2017) -> pl.DataFrame:
+    """The suite's long unit table (run, lumi, events, file, bytes, pileup), deterministic for ``seed``."""
     rng = np.random.default_rng(seed)
     runs, lumis = golden_lumis(n_units)
     pileup, recorded = lumi_profile(runs, lumis, rng)
@@ -124,61 +179,279 @@ def base_dataset(n_units: int = N_UNITS, seed: int = 2017) -> Dataset:
     sizes = np.array(file_size, dtype=np.float64)
     file_events = np.bincount(file_of, weights=events)
     share = np.where(file_events[file_of] > 0, events / np.maximum(file_events[file_of], 1), 0.0)
-    table = pl.DataFrame(
+    return pl.DataFrame(
         {
             "run": runs,
             "lumi": lumis,
             "events": events,
-            "file": [f"/store/data/Run2017/SingleMuon/RECO/bench/{f:06d}.root" for f in file_of.tolist()],
+            "file": [f"{LFN_PREFIX}{f:06d}.root" for f in file_of.tolist()],
             "bytes": np.round(sizes[file_of] * share).astype(np.int64),
             "pileup": np.round(pileup, 2),
         }
     )
-    return Dataset.from_units(table, name="golden-2017-bench", meta={"seed": seed})
+
+
+def base_dataset(n_units: int = 30_000, seed: int = 2017) -> Dataset:
+    """The suite's dataset (see the module docstring); deterministic for ``seed``."""
+    return Dataset.from_units(base_table(n_units, seed), name="golden-2017-bench", meta={"seed": seed})
+
+
+# ---------------------------------------------------------------------- cost shapes
+@dataclass(frozen=True)
+class Shape:
+    """A change to a workload: of its dataset (before anything runs) and/or of its true unit costs."""
+
+    def table(self, table: pl.DataFrame, profile: Profile, pool: Pool) -> pl.DataFrame:
+        """The long unit table with this shape's changes (default: unchanged)."""
+        return table
+
+    def seconds(self, dataset: Dataset, seconds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """True reference seconds per unit with this shape's change (default: unchanged)."""
+        return seconds
+
+
+def _run_index(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    runs = dataset.units["run"].to_numpy()
+    run_ids, which = np.unique(runs, return_inverse=True)
+    return run_ids, which
+
+
+@dataclass(frozen=True)
+class RunModes(Shape):
+    """A random ``fraction`` of the runs costs ``factor`` times more (nothing in the unit features shows it)."""
+
+    fraction: float
+    factor: float
+
+    def seconds(self, dataset, seconds, rng):
+        run_ids, which = _run_index(dataset)
+        heavy = rng.random(run_ids.size) < self.fraction
+        return np.where(heavy[which], seconds * self.factor, seconds)
+
+
+@dataclass(frozen=True)
+class RunLognormal(Shape):
+    """Every run has its own cost factor, lognormal with log-sd ``sigma`` (drawn per seed, mean 1)."""
+
+    sigma: float
+
+    def seconds(self, dataset, seconds, rng):
+        run_ids, which = _run_index(dataset)
+        factor = rng.lognormal(-0.5 * self.sigma**2, self.sigma, run_ids.size)
+        return seconds * factor[which]
+
+
+@dataclass(frozen=True)
+class LumiModes(Shape):
+    """A random ``fraction`` of the lumis costs ``factor`` times more (per lumi, invisible)."""
+
+    fraction: float
+    factor: float
+
+    def seconds(self, dataset, seconds, rng):
+        slow = rng.random(seconds.size) < self.fraction
+        return np.where(slow, seconds * self.factor, seconds)
+
+
+@dataclass(frozen=True)
+class ParetoUnits(Shape):
+    """Every lumi's cost times a Pareto (type I, tail index ``shape``) factor scaled to mean 1."""
+
+    shape: float
+
+    def seconds(self, dataset, seconds, rng):
+        draw = 1.0 + rng.pareto(self.shape, seconds.size)  # Pareto I with x_m = 1
+        return seconds * draw * (self.shape - 1.0) / self.shape
+
+
+@dataclass(frozen=True)
+class SlowFiles(Shape):
+    """Blocks of consecutive files (``fraction`` of the files, in blocks of ``block`` files) are read
+    ``factor`` times slower: a unit's read time (``read_share`` of its cost) is multiplied. Only the file
+    identity shows it (the same blocks in every seed: one storage element)."""
+
+    fraction: float = 0.2
+    factor: float = 3.0
+    read_share: float = 0.5
+    block: int = 20
+
+    def seconds(self, dataset, seconds, rng):
+        return seconds * np.where(self.slow_units(dataset), 1.0 + self.read_share * (self.factor - 1.0), 1.0)
+
+    def slow_units(self, dataset: Dataset) -> np.ndarray:
+        """Bool per unit: its file is on the slow storage."""
+        file_of = dataset.units["file_id"].to_numpy()
+        blocks = np.arange(int(file_of.max()) + 1) // self.block
+        pick = np.random.default_rng(4242).random(int(blocks.max()) + 1) < self.fraction
+        return pick[blocks][file_of]
+
+
+@dataclass(frozen=True)
+class SecondDataset(Shape):
+    """The later ``fraction`` of the runs is a second dataset (other LFNs) whose events are
+    ``bytes_factor`` times larger on disk and cost ``cost_factor`` times more per event."""
+
+    fraction: float = 0.5
+    cost_factor: float = 3.0
+    bytes_factor: float = 2.5
+
+    def _second(self, runs: np.ndarray) -> np.ndarray:
+        run_ids = np.unique(runs)
+        first_b = run_ids[int(math.floor(run_ids.size * (1.0 - self.fraction)))]
+        return runs >= first_b
+
+    def table(self, table, profile, pool):
+        second = pl.Series(self._second(table["run"].to_numpy()))
+        return table.with_columns(
+            pl.when(second)
+            .then(pl.col("file").str.replace(LFN_PREFIX, LFN_PREFIX_B, literal=True))
+            .otherwise(pl.col("file"))
+            .alias("file"),
+            pl.when(second)
+            .then((pl.col("bytes") * self.bytes_factor).round().cast(pl.Int64))
+            .otherwise(pl.col("bytes"))
+            .alias("bytes"),
+        )
+
+    def seconds(self, dataset, seconds, rng):
+        second = self._second(dataset.units["run"].to_numpy())
+        return np.where(second, seconds * self.cost_factor, seconds)
+
+
+@dataclass(frozen=True)
+class HugeLumis(Shape):
+    """``count`` lumis, spread over the dataset, hold so many events that each costs about
+    ``x_target`` times the target runtime on an average slot (visible in their event counts)."""
+
+    count: int = 5
+    x_target: float = 1.5
+
+    def table(self, table, profile, pool):
+        n = table.height
+        rows = np.linspace(0, n - 1, self.count + 2)[1:-1].astype(np.int64)
+        mean_unit = profile.waves * profile.target_runtime * pool.speed_sum / n  # reference seconds
+        factor = self.x_target * profile.target_runtime / pool.mean_time_factor / mean_unit
+        events = table["events"].to_numpy().astype(np.float64)
+        bytes_ = table["bytes"].to_numpy().astype(np.float64)
+        mean_events = float(events.mean())
+        new_events = events.copy()
+        new_events[rows] = np.round(factor * mean_events)
+        new_bytes = bytes_.copy()
+        per_event = bytes_.sum() / max(events.sum(), 1.0)
+        new_bytes[rows] = np.round(new_events[rows] * per_event)
+        return table.with_columns(
+            pl.Series("events", new_events.astype(np.int64)), pl.Series("bytes", new_bytes.astype(np.int64))
+        )
+
+
+# ---------------------------------------------------------------------- pools
+def two_sites(n_slots: int) -> tuple[SiteSlots, ...]:
+    return (SiteSlots("T2_A", n_slots // 2, 0.9), SiteSlots("T2_B", n_slots - n_slots // 2, 1.1))
+
+
+THREE_SITES = (Site("T2_FAST", 0.7, 0.5), Site("T2_MID", 1.0, 0.3), Site("T2_SLOW", 1.8, 0.2))
 
 
 # ---------------------------------------------------------------------- workloads
 @dataclass(frozen=True)
 class Workload:
-    """One benchmark workload: true cost model, pool, and extras (bimodal runs, drift, poison units)."""
+    """One benchmark workload: its split, true cost model, shapes, pool shape and failure settings."""
 
     name: str
+    split: str  #: "train" or "test"
     description: str
     cost: SyntheticWorkload
-    pool: Pool
-    bimodal: tuple[float, float] | None = None  #: (fraction of runs, cost factor of those runs)
+    shapes: tuple[Shape, ...] = ()
     drift: Drift | None = None
+    sites: str = "two"  #: "two" (0.9x / 1.1x, node log-sd 0.1) or "three" (0.7x/1.0x/1.8x, node log-sd 0.2)
     n_poison: int = 0
-    n_units: int = N_UNITS
-    target_runtime: float = TARGET
+    failure_mtbf: float | None = None  #: overrides the profile's MTBF in the failure runs
+    heavy_tailed: bool = False  #: counted among the heavy-tailed workloads for the probe target
+    profile: Profile = field(default=PROFILES["today"])
+    n_units: int | None = None  #: overrides the profile's dataset size (tests)
 
-    def build(self, seed: int = 0) -> tuple[Dataset, Truth]:
-        """The dataset and its true costs (deterministic for ``seed``)."""
-        dataset = base_dataset(self.n_units)
-        rng = np.random.default_rng([seed, 11])
-        truth = truth_from_workload(self.cost, dataset, rng)
-        seconds = truth.seconds
-        if self.bimodal is not None:
-            fraction, factor = self.bimodal
-            runs = dataset.units["run"].to_numpy()
-            run_ids = np.unique(runs)
-            heavy = run_ids[rng.random(run_ids.size) < fraction]
-            seconds = np.where(np.isin(runs, heavy), seconds * factor, seconds)
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "test"):
+            raise ValueError(f"workload {self.name!r}: split must be 'train' or 'test'")
+
+    # ------------------------------------------------------------------ configuration
+    def on(self, profile: Profile | str) -> Workload:
+        """This workload on another profile."""
+        return replace(self, profile=PROFILES[profile] if isinstance(profile, str) else profile)
+
+    @property
+    def target_runtime(self) -> float:
+        return self.profile.target_runtime
+
+    @property
+    def units(self) -> int:
+        return self.n_units or self.profile.n_units
+
+    def pool(self, failures: bool = True) -> Pool:
+        """The pool of this workload on its profile, with or without node failures."""
+        p = self.profile
+        mtbf = self.failure_mtbf or p.failure_mtbf
+        common = {
+            "overhead_seconds": p.overhead_seconds,
+            "overhead_sigma": p.overhead_sigma,
+            "stage_delay_seconds": p.stage_delay_seconds,
+            "grace_seconds": p.grace_seconds,
+            "failure_rate": 1.0 / mtbf if failures else 0.0,
+        }
+        if self.sites == "three":
+            return Pool.from_sites(THREE_SITES, p.n_slots, node_sigma=0.2, **common)
+        return Pool(sites=two_sites(p.n_slots), node_sigma=0.1, **common)
+
+    # ------------------------------------------------------------------ building
+    def dataset(self) -> Dataset:
+        """The dataset every policy sees (deterministic; the same for every seed)."""
+        return _dataset(self.name, self.profile, self.units, self.shapes, self.sites)
+
+    def _raw_seconds(self, dataset: Dataset, seed_key: list[int]) -> np.ndarray:
+        rng = np.random.default_rng(seed_key)
+        seconds = truth_from_workload(self.cost, dataset, rng).seconds
+        for shape in self.shapes:
+            seconds = shape.seconds(dataset, seconds, rng)
+        return seconds
+
+    def scale(self) -> float:
+        """The factor that makes the expected work ``profile.waves`` waves (from a fixed calibration draw)."""
+        return _scale(self)
+
+    def build(self, seed: int = 0, failures: bool = True) -> tuple[Dataset, Truth, Pool]:
+        """The dataset, its true costs and the pool (deterministic for ``seed``)."""
+        dataset = self.dataset()
+        seconds = self._raw_seconds(dataset, [seed, 11]) * self.scale()
         poison = None
         if self.n_poison:
+            rng = np.random.default_rng([seed, 13])
             poison = np.zeros(dataset.n_units, dtype=bool)
             poison[rng.choice(dataset.n_units, self.n_poison, replace=False)] = True
-        return dataset, Truth(seconds, poison=poison, drift=self.drift)
-
-    def with_pool(self, **changes: float | None) -> Workload:
-        """A copy whose pool has some parameters changed."""
-        from dataclasses import replace
-
-        return replace(self, pool=replace(self.pool, **changes))
+        return dataset, Truth(seconds, poison=poison, drift=self.drift), self.pool(failures)
 
 
-def _pool(sites: tuple[SiteSlots, ...] = TWO_SITES, **kwargs: float) -> Pool:
-    return Pool(sites=sites, overhead_seconds=OVERHEAD_SECONDS, overhead_sigma=0.5, node_sigma=0.1, **kwargs)
+@lru_cache(maxsize=64)
+def _dataset(name: str, profile: Profile, n_units: int, shapes: tuple[Shape, ...], sites: str) -> Dataset:
+    workload = Workload(name, "train", "", SyntheticWorkload(), shapes, sites=sites, profile=profile)
+    table = base_table(n_units)
+    pool = workload.pool(False)
+    for shape in shapes:
+        table = shape.table(table, profile, pool)
+    return Dataset.from_units(table, name=f"bench-{name}", meta={"workload": name, "profile": profile.name})
+
+
+_SCALES: dict[tuple, float] = {}
+
+
+def _scale(workload: Workload) -> float:
+    key = (workload.name, workload.profile, workload.units, workload.shapes, workload.cost, workload.sites)
+    if key not in _SCALES:
+        dataset = workload.dataset()
+        raw = workload._raw_seconds(dataset, [CALIBRATION_SEED, 11])
+        pool = workload.pool(False)
+        wanted = workload.profile.waves * workload.target_runtime * pool.speed_sum
+        _SCALES[key] = wanted / float(raw.sum())
+    return _SCALES[key]
 
 
 def _cost(**kwargs: float) -> SyntheticWorkload:
@@ -186,65 +459,126 @@ def _cost(**kwargs: float) -> SyntheticWorkload:
     return SyntheticWorkload(**{**base, **kwargs})
 
 
-def suite() -> list[Workload]:
-    """The benchmark's workloads (at least six cost shapes, heterogeneous sites, failures)."""
-    return [
+_BODY = {"pileup_power": 1.5, "unit_sigma": 0.3, "tail_fraction": 0.0}
+
+
+def suite(profile: str | Profile = "today") -> list[Workload]:
+    """Every workload of the benchmark on ``profile``: seven training workloads, then the test workloads."""
+    p = PROFILES[profile] if isinstance(profile, str) else profile
+    train = [
         Workload(
             "constant",
+            "train",
             "constant cost per event, unit noise 10 %, no stragglers",
             _cost(pileup_power=0.0, unit_sigma=0.1, tail_fraction=0.0),
-            _pool(),
         ),
         Workload(
             "pileup",
+            "train",
             "per-event cost ~ pile-up^2, unit log-sd 0.3, 1 % Lomax(2.5) stragglers (x1-x30)",
             _cost(pileup_power=2.0, unit_sigma=0.3, tail_fraction=0.01),
-            _pool(),
+            heavy_tailed=True,
         ),
         Workload(
             "heavy-tail",
+            "train",
             "pile-up^1.5, heavy-tailed lognormal unit noise (log-sd 0.9)",
             _cost(pileup_power=1.5, unit_sigma=0.9, tail_fraction=0.0),
-            _pool(),
+            heavy_tailed=True,
         ),
         Workload(
             "bimodal",
+            "train",
             "pile-up^1.5, unit log-sd 0.3; a third of the runs cost 3x (no unit feature shows it)",
-            _cost(pileup_power=1.5, unit_sigma=0.3, tail_fraction=0.0),
-            _pool(),
-            bimodal=(1 / 3, 3.0),
+            _cost(**_BODY),
+            shapes=(RunModes(1 / 3, 3.0),),
         ),
         Workload(
             "drift",
-            "pile-up^1.5, unit log-sd 0.3; cost rises 1.0 -> 1.5x over the first 24 h of the task",
-            _cost(pileup_power=1.5, unit_sigma=0.3, tail_fraction=0.0),
-            _pool(),
+            "train",
+            "pile-up^1.5, unit log-sd 0.3; cost rises 1.0 -> 1.5x over the first 24 h of the task "
+            "(a job's factor is fixed when its payload starts)",
+            _cost(**_BODY),
             drift=Drift(0.5, 24 * 3600.0),
         ),
         Workload(
             "sites",
+            "train",
             "pile-up^1.5, unit log-sd 0.3; sites 0.7x/1.0x/1.8x with 50/30/20 % of slots, node log-sd 0.2",
-            _cost(pileup_power=1.5, unit_sigma=0.3, tail_fraction=0.0),
-            Pool.from_sites(
-                (Site("T2_FAST", 0.7, 0.5), Site("T2_MID", 1.0, 0.3), Site("T2_SLOW", 1.8, 0.2)),
-                N_SLOTS,
-                overhead_seconds=OVERHEAD_SECONDS,
-                overhead_sigma=0.5,
-                node_sigma=0.2,
-            ),
+            _cost(**_BODY),
+            sites="three",
         ),
         Workload(
             "failures",
-            "pile-up^1.5, unit log-sd 0.3; slot failure hazard 1/(24 h), 3 poison lumis that crash any job",
-            _cost(pileup_power=1.5, unit_sigma=0.3, tail_fraction=0.0),
-            _pool(failure_rate=1.0 / (24 * 3600.0)),
+            "train",
+            "pile-up^1.5, unit log-sd 0.3; 3 poison lumis that crash any job (in every run), node MTBF 24 h "
+            "in the failure runs",
+            _cost(**_BODY),
             n_poison=3,
+            failure_mtbf=24 * 3600.0,
         ),
     ]
+    test = [
+        Workload(
+            "pareto",
+            "test",
+            "pile-up^1.5; every lumi's cost times a Pareto factor with tail index 3 (mean 1, "
+            "infinite 3rd moment)",
+            _cost(pileup_power=1.5, unit_sigma=0.0, tail_fraction=0.0),
+            shapes=(ParetoUnits(3.0),),
+            heavy_tailed=True,
+        ),
+        Workload(
+            "run-cost",
+            "test",
+            "pile-up^1.5, unit log-sd 0.3; each run's cost factor lognormal with log-sd 0.7, drawn per seed",
+            _cost(**_BODY),
+            shapes=(RunLognormal(0.7),),
+            heavy_tailed=True,
+        ),
+        Workload(
+            "slow-storage",
+            "test",
+            "pile-up^1.5, unit log-sd 0.3; half of a unit's cost is reading, and 20 % of the files "
+            "(blocks of 20 consecutive files) are read 3x slower (2x the cost): only the file identity shows it",
+            _cost(**_BODY),
+            shapes=(SlowFiles(0.2, 3.0, 0.5, 20),),
+        ),
+        Workload(
+            "mixture",
+            "test",
+            "pile-up^1.5, unit log-sd 0.3; the later half of the runs is a second dataset (other LFNs) "
+            "with 2.5x larger events costing 3x more per event",
+            _cost(**_BODY),
+            shapes=(SecondDataset(0.5, 3.0, 2.5),),
+        ),
+        Workload(
+            "huge-lumis",
+            "test",
+            "pile-up^1.5, unit log-sd 0.3; five huge lumis (their event counts show it) of about 1.5x the "
+            "target each on an average slot",
+            _cost(**_BODY),
+            shapes=(HugeLumis(5, 1.5),),
+        ),
+        Workload(
+            "slow-lumis",
+            "test",
+            "pile-up^1.5, unit log-sd 0.3; 10 % of the lumis 8x slower (bimodal per lumi, invisible)",
+            _cost(**_BODY),
+            shapes=(LumiModes(0.10, 8.0),),
+            heavy_tailed=True,
+        ),
+    ]
+    return [w.on(p) for w in train + test]
 
 
-def by_name(name: str) -> Workload:
-    for workload in suite():
+def names(split: str = "all") -> list[str]:
+    """Workload names of a split (``train``, ``test`` or ``all``), in table order."""
+    return [w.name for w in suite() if split == "all" or w.split == split]
+
+
+def by_name(name: str, profile: str | Profile = "today") -> Workload:
+    for workload in suite(profile):
         if workload.name == name:
             return workload
-    raise KeyError(f"no workload {name!r}; choose from {[w.name for w in suite()]}")
+    raise KeyError(f"no workload {name!r}; choose from {names()}")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from autosplit.dagbuilder import DagFile, DagNode, hard_limit_expression, job_submit
 from autosplit.dagbuilder.dagfile import DagBuildError
-from autosplit.ledger import Ledger, LedgerError
+from autosplit.ledger import Ledger, LedgerError, UnitChanges
 from autosplit.pipeline.config import ConfigError, load_config, parse_duration
 from tests.pipeline_helpers import make_task
 
@@ -71,21 +71,120 @@ def test_config_errors_for_name_and_missing_keys(tmp_path) -> None:
     assert parse_duration("90m", "x") == 5400.0 and parse_duration(30, "x") == 30.0
 
 
+# Every number has a finite, sensible range (issue 14, item 5): inf, nan, negative and absurd values are refused
+# when the TOML is read, with one line naming the key and the allowed range -- not when a job runs.
+@pytest.mark.parametrize(
+    ("section", "key", "value", "allowed"),
+    [
+        ("splitting", "target_runtime", "inf", "between 1 s and 7 days"),
+        ("splitting", "target_runtime", "nan", "between 1 s and 7 days"),
+        ("splitting", "target_runtime", "-5", "between 1 s and 7 days"),
+        ("splitting", "target_runtime", "'200h'", "between 1 s and 7 days"),
+        ("splitting", "target_runtime", "1e400", "between 1 s and 7 days"),
+        ("splitting", "target_runtime", "99999999999999999999999999", "between 1 s and 7 days"),
+        ("splitting", "probe_seconds", "'0s'", "between 0.1 s and 1 day"),
+        ("limits", "grace_seconds", "inf", "between 0 s and 1 h"),
+        ("limits", "grace_seconds", "-1", "between 0 s and 1 h"),
+        ("limits", "grace_seconds", "'2h'", "between 0 s and 1 h"),
+        ("output", "transfer_timeout", "nan", "between 1 s and 7 days"),
+        ("output", "transfer_timeout", "'30d'", "expected seconds or a duration"),
+        ("splitting", "alpha", "1e-300", "[0.0001, 0.5)"),
+        ("splitting", "alpha", "nan", "[0.0001, 0.5)"),
+        ("splitting", "alpha", "0.5", "[0.0001, 0.5)"),
+        ("splitting", "probe_fraction", "0.0", "[1e-06, 0.5]"),
+        ("splitting", "probe_fraction", "inf", "[1e-06, 0.5]"),
+        ("splitting", "rel_precision", "-0.1", "[0.001, 0.9]"),
+        ("splitting", "max_tails", "-1", "[0, 20]"),
+        ("splitting", "probes", "0", "[1, 10_000]"),
+        ("splitting", "slots", "123456789", "[1, 1_000_000]"),
+        ("splitting", "max_output_bytes", "10", "[1_000_000, 1_000_000_000_000_000] bytes"),
+        ("splitting", "max_files_per_job", "0", "[1, 100_000]"),
+        ("limits", "memory_mb", "0", "[16, 1_048_576] MB"),
+        ("limits", "memory_mb", "99999999999999999999", "[16, 1_048_576] MB"),
+        ("limits", "retries", "-1", "[0, 10]"),
+        ("limits", "abort_fraction", "0.0", "(0, 1]"),
+        ("limits", "abort_min_jobs", "0", "[1, 1_000_000]"),
+        ("output", "temp_budget_bytes", "-1", "[1_000_000, 1_000_000_000_000_000_000] bytes"),
+        ("backend", "max_jobs", "0", "[1, 100_000]"),
+    ],
+)
+def test_config_numbers_have_finite_ranges(
+    tmp_path, section: str, key: str, value: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, BASE + f"[{section}]\n{key} = {value}\n"))
+    message = str(err.value)
+    assert "\n" not in message and "task.toml" in message
+    assert f"[{section}] {key} = " in message and allowed in message, message
+
+
+def test_config_range_edges_are_accepted(tmp_path) -> None:
+    text = BASE + (
+        "[splitting]\ntarget_runtime = '168h'\nprobe_seconds = 1\nalpha = 0.0001\nprobe_fraction = 0.5\n"
+        "[limits]\ngrace_seconds = 0\nmemory_mb = 16\n[output]\ntransfer_timeout = '1s'\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.target_seconds == 7 * 86400 and config.probe_seconds == 1.0 and config.grace_seconds == 0.0
+    assert config.splitting.alpha == 1e-4 and config.output.transfer_timeout == 1.0
+
+
+def test_config_file_that_is_not_toml_text(tmp_path) -> None:
+    binary = tmp_path / "task.toml"
+    binary.write_bytes(b"[task]\nname = '\xff'\n")
+    with pytest.raises(ConfigError, match=r"task.toml: not a text file"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="no such task file"):
+        load_config(tmp_path / "absent.toml")
+
+
 # ---------------------------------------------------------------------------------------------- ledger
 def small_ledger(tmp_path, n: int = 12) -> Ledger:
     units = pl.DataFrame({"run": [1] * n, "lumi": list(range(1, n + 1)), "events": [10] * n})
     return Ledger.create(tmp_path / "ledger.sqlite", units, task="t")
 
 
+def changes(ids, state, node=None) -> UnitChanges:
+    ids = np.asarray(ids, dtype=np.int64)
+    n = ids.size
+    zeros = np.zeros(n, np.int64)
+    return UnitChanges(
+        ids, np.full(n, state), [node] * n, zeros, zeros, zeros, zeros.astype(bool), [None] * n
+    )
+
+
+def bind(ledger: Ledger, node: str, ids) -> int:
+    return ledger.bind_job(
+        node,
+        stage="s",
+        kind="bulk",
+        unit_ids=ids,
+        predicted_seconds=1.0,
+        soft_limit_seconds=1.0,
+        hard_limit_seconds=2.0,
+        memory_mb=100,
+    )
+
+
 def test_ledger_refuses_impossible_transitions(tmp_path) -> None:
     ledger = small_ledger(tmp_path)
-    ledger.plan_stage("s", 0, [{"node": "a", "unit_ids": [0, 1, 2]}])
+    v1 = bind(ledger, "a", [0, 1, 2])
     with pytest.raises(LedgerError, match="not pending"):
-        ledger.plan_stage("s2", 1, [{"node": "b", "unit_ids": [2, 3]}])
-    assert ledger.stage("s2") is None, "a refused stage leaves nothing behind"
-    with pytest.raises(LedgerError, match="lumi 5 is not assigned"):
-        ledger.close_attempt("a", 0, decision=0, outcome="ok", done=[(1, 5)])
-    assert not ledger.plan_stage("s", 0, [{"node": "a", "unit_ids": [0]}]), "re-planning is a no-op"
+        bind(ledger, "b", [2, 3])
+    assert ledger.job("b") is None and ledger.version() == v1, "a refused binding leaves nothing behind"
+    with pytest.raises(LedgerError, match="already bound"):
+        bind(ledger, "a", [5])
+    with pytest.raises(LedgerError, match="only a unit a job held can be done"):
+        ledger.record_outcome(
+            "a", 0, decision=0, outcome="ok", units=changes([5], 2, "a"), job_state="finished"
+        )
+    assert ledger.attempts().height == 0, "a refused outcome records nothing"
+    ledger.record_outcome(
+        "a", 0, decision=0, outcome="ok", units=changes([0, 1, 2], 2, "a"), done=3, job_state="finished"
+    )
+    with pytest.raises(LedgerError, match="unit 1 is done"):
+        ledger.record_changes(changes([1], 0))
+    again = ledger.record_outcome("a", 0, decision=1, outcome="retry", job_state=None)
+    assert again.outcome == "ok", "re-recording an attempt returns the stored decision"
     with pytest.raises(LedgerError, match="already exists"):
         Ledger.create(
             tmp_path / "ledger.sqlite", pl.DataFrame({"run": [1], "lumi": [1], "events": [1]}), task="t"
@@ -95,33 +194,47 @@ def test_ledger_refuses_impossible_transitions(tmp_path) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 11), st.booleans()), max_size=25))
 def test_ledger_units_are_never_lost_or_done_twice(tmp_path_factory, operations) -> None:
-    """Random plan/close/quarantine sequences keep one state per unit and never undo a done unit."""
+    """Random bind/outcome/quarantine/release sequences keep one state per unit and never undo a done
+    unit; refused requests change nothing."""
     ledger = small_ledger(tmp_path_factory.mktemp("ledger"))
     done_ever: set[int] = set()
+    version = ledger.version()
     for step, (kind, size, flag) in enumerate(operations):
         pending = ledger.pending_unit_ids().tolist()
         if kind == 0 and pending:
-            node = f"n{step}"
-            ledger.plan_stage(f"stage{step}", step, [{"node": node, "unit_ids": pending[: size + 1]}])
+            version = bind(ledger, f"n{step}", pending[: size + 1])
         elif kind == 1:
             planned = ledger.jobs().filter(pl.col("state") == "planned")["node"].to_list()
             if planned:
                 node = planned[0]
-                pairs = ledger.job_assignment(node)
-                ledger.close_attempt(
+                ids = ledger.job_unit_ids(node)
+                cut = size // 2
+                back = 3 if flag else 0
+                state = np.array([2] * min(cut, len(ids)) + [back] * max(len(ids) - cut, 0))
+                update = changes(ids, 0)
+                update.state = state
+                update.node = [node if c == 2 else None for c in state.tolist()]
+                ledger.record_outcome(
                     node,
                     0,
                     decision=0,
                     outcome="ok",
-                    done=pairs[: size // 2],
-                    returned="all",
-                    quarantine_returned=flag,
-                    final_job_state="finished",
+                    units=update,
+                    done=int((state == 2).sum()),
+                    job_state="finished",
                 )
         elif kind == 2 and pending:
             ledger.quarantine(pending[:size], "test")
         else:
-            ledger.release(("quarantined",))
+            quarantined = ledger.units("quarantined")["unit_id"].to_list()
+            done = ledger.units("done")["unit_id"].to_list()
+            if quarantined:
+                ledger.record_changes(changes(quarantined, 0))
+            if done:
+                with pytest.raises(LedgerError, match="is done"):
+                    ledger.record_changes(changes(done[:1], 0))
+        assert ledger.version() >= version
+        version = ledger.version()
         units = ledger.units()
         counts = ledger.unit_counts()
         assert counts["total"] == 12 == units.height
@@ -185,17 +298,8 @@ def test_job_submit_description_for_condor_and_local(tmp_path) -> None:
     assert "periodic_remove" not in local
 
 
-def test_condor_backend_without_a_schedd_fails_clearly_inside_the_task(tmp_path) -> None:
-    from autosplit.backends.condor import CondorError
-    from autosplit.pipeline.control import start
-
-    task = make_task(tmp_path)
-    task.config.backend.kind = "condor"
-    before = set(os.listdir(tmp_path))
-    with pytest.raises(CondorError, match="no HTCondor schedd is reachable.*--backend local"):
-        start(task)
-    assert set(os.listdir(tmp_path)) == before, "nothing written outside the task directory"
-    assert not (task.dag_dir / "task.dag.condor.sub").exists(), "not even the DAGMan submit file"
+# The condor backend without a schedd (isolated from any pool CONDOR_CONFIG names) and on a real pool:
+# tests/test_condor_backend.py and tests/test_condor_pool.py.
 
 
 def test_condor_dag_submit_description_is_written_offline(tmp_path) -> None:
@@ -207,16 +311,6 @@ def test_condor_dag_submit_description_is_written_offline(tmp_path) -> None:
     text = str(submit)
     assert "universe = scheduler" in text and "-MaxJobs 4" in text
     assert (task.dag_dir / "task.dag.condor.sub").exists()
-
-
-@pytest.mark.pool
-@pytest.mark.skip(reason="needs a live HTCondor pool (schedd and condor_dagman); none exists on this machine")
-def test_condor_submission_on_a_real_pool(tmp_path) -> None:  # pragma: no cover
-    from autosplit.pipeline.control import start
-
-    task = make_task(tmp_path)
-    task.config.backend.kind = "condor"
-    assert start(task) is None
 
 
 def test_missing_htcondor_bindings_name_the_condor_extra(tmp_path, monkeypatch) -> None:
@@ -250,5 +344,5 @@ def test_missing_htcondor_bindings_name_the_condor_extra(tmp_path, monkeypatch) 
     with pytest.raises(AutosplitError, match="controlling a DAG on HTCondor needs .*" + hint):
         act(1, "hold")
     with pytest.raises(ImportError, match="classad2.*" + hint):
-        _read_classad("[ Type = \"DagStatus\" ]", "s.status")
+        _read_classad('[ Type = "DagStatus" ]', "s.status")
     assert _running_nodes(task) == {}  # status still works, without the running nodes

@@ -1488,3 +1488,26 @@ def test_32_reject_in_splice(conf: Path) -> None:
     assert not (conf / ".out").exists()  # the nodes' output ($(job) is undefined there)
     out = dagman_out(dag)
     assert "Exiting because of REJECT specification" in out and "job_dagman_reject-1.dag" in out
+
+
+# ------------------------------------------------------------------------------ beyond HTCondor's own suite
+def test_shell_substitutions_in_arguments_reach_the_job(tmp_path: Path) -> None:
+    """condor_submit expands ``$(NAME)`` / ``$(NAME:default)`` only when NAME is a macro name (letters,
+    digits, ``_``, ``.``, ``/``: ``next_config_macro`` in HTCondor's config.cpp) and leaves other ``$(...)``
+    text as written, so a shell command substitution or arithmetic in ``arguments`` reaches the job. On
+    DAGMan this DAG succeeds; the local executor used to expand that text to nothing and fail it."""
+    (tmp_path / "count.sub").write_text(
+        "universe = local\n"
+        "executable = /bin/sh\n"
+        "arguments = \"-c 'test $(printf ok) = ok && test $((1+1)) -eq 2 && "
+        "n=$(cat n.txt 2>/dev/null || echo 0) && echo $((n+1)) > n.txt && echo $(JOB) >> seen.txt'\"\n"
+        "output = $(JOB).out\nerror = $(JOB).err\n"
+        "queue\n"
+    )
+    dag = tmp_path / "shell.dag"
+    dag.write_text("JOB A count.sub\nJOB B count.sub\nPARENT A CHILD B\n")
+    result = run(dag)
+    assert result.exit_code == 0, (tmp_path / "A.err").read_text()
+    assert all(node.status == NodeStatus.DONE for node in result.nodes.values())
+    assert (tmp_path / "n.txt").read_text().split() == ["2"]
+    assert lines(tmp_path / "seen.txt") == ["A", "B"]  # $(JOB) is a macro name: still expanded

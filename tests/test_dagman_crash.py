@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
-from autosplit.backends.local import NodeStatus, run_dag
+from autosplit.backends.local import DagLockedError, NodeStatus, run_dag
 
 JOB = """#!{py}
 import sys, time
@@ -155,3 +156,105 @@ def test_post_script_rerun_alone_after_crash_between_job_and_post(tmp_path: Path
     result = run_dag(dag, poll_interval=0.05, kill_grace=1.0)
     assert result.exit_code == 0 and result.recovered
     assert (tmp_path / "runs.log").read_text().splitlines() == ["job", "post 7", "post 7"]
+
+
+# -------------------------------------------------------------------------- the lock and half-started children
+HOLDER = """
+import os, sys, time
+from pathlib import Path
+from autosplit.backends.local.journal import DagLock
+lock = DagLock(Path(sys.argv[1]))
+lock.acquire()
+child = os.fork()
+if child == 0:  # like a job between fork and exec: a copy of the executor, its descriptors included
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_of_a_killed_executor_is_free_while_its_forked_child_lives(tmp_path: Path) -> None:
+    """The flake of test_sigkill_twice_then_resume... (DagLockedError under load): an executor SIGKILLed while
+    a job it was starting sat between fork and exec left its lock held by that child, which shared the
+    flock-ed descriptor. The lock is now a POSIX record lock, which belongs to the process alone."""
+    from autosplit.backends.local.journal import DagLock
+
+    path = tmp_path / "x.dag.lock"
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    child = int(proc.stdout.readline())
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert psutil.pid_exists(child)  # the forked copy still has the lock file open
+        lock = DagLock(path)
+        lock.acquire()  # DagLockedError with the flock-based lock
+        assert lock.stale  # the killed run left it: the next run recovers
+        lock.release()
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_second_run_in_the_same_process_is_refused_and_status_queries_keep_the_lock(tmp_path: Path) -> None:
+    from autosplit.backends.local.journal import DagLock, holder
+
+    path = tmp_path / "y.dag.lock"
+    first = DagLock(path)
+    first.acquire()
+    try:
+        with pytest.raises(DagLockedError, match="this process"):
+            DagLock(path).acquire()
+        assert holder(path) == (os.getpid(), False)  # answered without opening the file
+        # Another process sees the lock held (closing a descriptor here would have dropped it).
+        probe = "import sys; from pathlib import Path; from autosplit.backends.local.journal import holder; "
+        probe += "print(holder(Path(sys.argv[1])))"
+        seen = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True)
+        assert seen.stdout.strip() == f"({os.getpid()}, False)", seen.stderr
+    finally:
+        first.release()
+    assert holder(path) is None and not path.exists()
+
+
+SLOW_ONCE = "#!/bin/sh\nif [ -e again ]; then exit 0; fi\ntouch again\nsleep 60\n"
+UNRECORDED = "import time\nopen('child-started', 'w').close()\ntime.sleep(60)\n"
+
+
+def test_recovery_kills_children_the_journal_never_recorded(tmp_path: Path) -> None:
+    """A child started just before the executor died has no ``spawn`` record: it used to run on, unseen,
+    next to the recovering run's own attempt of the same node. Children carry the DAG's lock path in their
+    environment, and half-started ones (still the executor's image) hold its journal open: both are found."""
+    from autosplit.backends.local.journal import RUN_MARKER
+
+    (tmp_path / "slow.sh").write_text(SLOW_ONCE)
+    (tmp_path / "slow.sh").chmod(0o755)
+    (tmp_path / "job.sub").write_text("executable = slow.sh\nqueue\n")
+    dag = tmp_path / "u.dag"
+    dag.write_text("JOB A job.sub\n")
+    proc = start_executor(dag)
+    journal = dag.with_name("u.dag.journal")
+    wait_for(lambda: journal.exists() and '"e":"spawn"' in journal.read_text())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lock = os.path.realpath(dag.with_name("u.dag.lock"))
+    # What the dead executor might have left without a record: a child that got as far as exec ...
+    env = {**os.environ, RUN_MARKER: lock}
+    marked = subprocess.Popen(
+        [sys.executable, "-c", UNRECORDED], cwd=tmp_path, env=env, start_new_session=True
+    )
+    # ... one still between fork and exec (the journal open for writing), and a bystander only reading it.
+    hold = "import sys, time\nf = open(sys.argv[1], sys.argv[2])\nopen(sys.argv[3], 'w').close()\ntime.sleep(60)\n"
+    unborn = subprocess.Popen([sys.executable, "-c", hold, str(journal), "a", str(tmp_path / "u1")])
+    reader = subprocess.Popen([sys.executable, "-c", hold, str(journal), "r", str(tmp_path / "u2")])
+    wait_for(lambda: all((tmp_path / f).exists() for f in ("child-started", "u1", "u2")))
+    try:
+        result = run_dag(dag, poll_interval=0.05, kill_grace=1.0, handle_signals=False)
+        assert result.exit_code == 0 and result.recovered
+        assert marked.wait(timeout=10) != 0 and unborn.wait(timeout=10) == -signal.SIGKILL
+        assert reader.poll() is None  # reading the journal is not a sign of being the executor's child
+        out = dag.with_name("u.dag.dagman.out").read_text()
+        assert "Killed 2 process(es) the interrupted run started but never recorded" in out
+    finally:
+        for p in (marked, unborn, reader):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

@@ -143,3 +143,38 @@ def test_pool_only_keys_and_user_macros_accepted(tmp_path: Path) -> None:
         "kill_sig = SIGINT\njob_max_vacate_time = 3\nqueue\n",
     )
     assert spec.procs[0].argv[1:] == ["hello"] and spec.kill_sig == 2 and spec.vacate_time == 3.0
+
+
+# ------------------------------------------------------------------ $(...) that is not a macro reference
+# condor_submit (config.cpp, next_config_macro) expands $(body) only when the body is a macro name -- letters,
+# digits, '_', '.', '/' -- optionally followed by ':' and a default (which may also hold '$', ' ', ',', '\').
+# Anything else is left as written: the local executor used to turn it into an empty string.
+@pytest.mark.parametrize(
+    ("arguments", "argv"),
+    [
+        (
+            "\"-c 'n=$(cat n.txt 2>/dev/null || echo 0); echo $((n+1))'\"",
+            ["-c", "n=$(cat n.txt 2>/dev/null || echo 0); echo $((n+1))"],
+        ),
+        (
+            "$((N+1)) $(( N )) $(N+1) $(N N) $(N:a:b)",
+            ["$((N+1))", "$((", "N", "))", "$(N+1)", "$(N", "N)", "$(N:a:b)"],
+        ),
+        ("$(cat $(N).txt)", ["$(cat", "5.txt)"]),  # the inner reference is expanded, the outer text kept
+        ("$(A:$(N)) $(M:a,b\\c) $(M:x y)", ["5", "a,b\\c", "x", "y"]),  # defaults may hold $ , \ and blanks
+        ("$(My.dotted) $(un/defined)x $() $(N:)", ["dot", "x", "5"]),  # . and / are name characters
+        ("$(DOLLAR)(N) $(DOLLAR)$(DOLLAR) $$([1 + 1])", ["$(N)", "$$", "2"]),
+        (
+            "$env(HOME) $ENV(HOME) $ENV(HOME X) $Cluster(1)",
+            ["$env(HOME)", "/h", "$ENV(HOME", "X)", "$Cluster(1)"],
+        ),
+        ("$(EMPTY:fallback) $(N:fallback)", ["fallback", "5"]),  # the default applies to an empty value too
+    ],
+    ids=["shell", "arithmetic", "nested", "defaults", "name-chars", "dollar", "functions", "empty-value"],
+)
+def test_only_macro_names_are_expanded_like_condor_submit(tmp_path: Path, arguments: str, argv: list) -> None:
+    spec = job(
+        tmp_path,
+        f"executable = exe\nN = 5\nEMPTY =\nMy.dotted = dot\narguments = {arguments}\nqueue\n",
+    )
+    assert spec.procs[0].argv[1:] == argv

@@ -27,7 +27,7 @@ def test_dryrun_on_the_example_measures_plans_and_predicts(tmp_path) -> None:
     assert summary["n_jobs"] >= 1 and summary["predicted_makespan_seconds"] > 0
     assert summary["predicted_runtime_seconds"]["max_quantile"] <= summary["target_runtime_seconds"] * 1.0001
     assert 0 <= summary["probability_soft_limit"] <= 1
-    assert summary["submit_command"].startswith("autosplit submit")
+    assert summary["submit_command"].startswith("autosplit run "), "the README's command (issue 14)"
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

@@ -154,3 +154,88 @@ def test_untrustworthy_reports_are_refused(tmp_path, body, message):
 def test_missing_file():
     with pytest.raises(FJRError, match="no such framework job report"):
         read_fjr(FJR / "absent.xml")
+
+
+# ------------------------------------------------------------------------------- streaming, DTDs, memory
+LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE FrameworkJobReport [
+ <!ENTITY a "aaaaaaaaaa">
+ <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+]>
+<FrameworkJobReport><FrameworkError ExitStatus="8001" Type="X">&c;</FrameworkError></FrameworkJobReport>
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (LAUGHS, "document type declaration"),
+        ('<!DOCTYPE r SYSTEM "file:///etc/passwd"><FrameworkJobReport/>', "document type declaration"),
+        ("<FrameworkJobReport>&undefined;</FrameworkJobReport>", "undefined entity"),
+        ("<FrameworkJobReport><InputFile>" * 3, "no element found"),
+        ("", "no element found"),
+    ],
+    ids=["entity expansion", "external DTD", "undefined entity", "truncated", "empty"],
+)
+def test_dtds_entities_and_broken_documents_are_refused(tmp_path, body, message):
+    path = tmp_path / "evil.xml"
+    path.write_text(body)
+    with pytest.raises(FJRError, match=message) as err:
+        read_fjr(path)
+    assert "\n" not in str(err.value) and "evil.xml" in str(err.value)
+
+
+def _many_inputs(n_files: int, lumis: int, branches: int) -> str:
+    """A large FJR: every input file with many <Branch> lines (as real ones have) and a few lumis."""
+    parts = ["<FrameworkJobReport>\n"]
+    for f in range(n_files):
+        parts.append(f"<InputFile><LFN>/store/f{f}.root</LFN><Branches>\n")
+        parts.extend(f"  <Branch>recoTracks_generalTracks_{b}__RECO.</Branch>\n" for b in range(branches))
+        kind = "mixingFiles" if f % 5 == 4 else "primaryFiles"
+        parts.append(f"</Branches><InputType>{kind}</InputType><EventsRead>{lumis}</EventsRead><Runs>")
+        parts.append(f'<Run ID="{1000 + f // 10}">')
+        parts.extend(f'<LumiSection ID="{f % 10 * lumis + lu + 1}" NEvents="1"/>' for lu in range(lumis))
+        parts.append("</Run></Runs></InputFile>\n")
+    parts.append('<PerformanceReport><PerformanceSummary Metric="Timing">')
+    parts.append('<Metric Name="TotalJobTime" Value="100"/></PerformanceSummary></PerformanceReport>\n')
+    parts.append("</FrameworkJobReport>\n")
+    return "".join(parts)
+
+
+def test_large_report_is_streamed_not_held_as_a_tree(tmp_path):
+    """Memory follows what the report says (units), not the file: the old tree-building parser peaked at
+    more than five times this file's size (1.7 GB for a real 51 MB report); the stream stays below it."""
+    import tracemalloc
+
+    path = tmp_path / "big.xml"
+    path.write_text(_many_inputs(n_files=600, lumis=10, branches=200))
+    size = path.stat().st_size
+    assert size > 6_000_000
+    tracemalloc.start()
+    try:
+        report = read_fjr(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.75 * size, (peak, size)
+    primary = [f for f in range(600) if f % 5 != 4]
+    assert len(report.units) == len(primary) * 10 and report.events_read == len(primary) * 10
+    assert report.units[0] == {"run": 1000, "lumi": 1, "events": 1} and report.wall_seconds == 100.0
+
+
+def test_lumi_read_from_two_files_is_one_unit_with_summed_events(tmp_path):
+    path = tmp_path / "split.xml"
+    infile = (
+        '<InputFile><InputType>primaryFiles</InputType><EventsRead>{n}</EventsRead><Runs><Run ID="7">'
+        '<LumiSection ID="3" NEvents="{n}"/>{extra}</Run></Runs></InputFile>'
+    )
+    path.write_text(
+        "<FrameworkJobReport>"
+        + infile.format(n=4, extra="")
+        + infile.format(n=6, extra='<LumiSection ID="4"/>')
+        + "</FrameworkJobReport>"
+    )
+    report = read_fjr(path)
+    assert report.units == [{"run": 7, "lumi": 3, "events": 10}, {"run": 7, "lumi": 4, "events": None}]
+    assert report.events_read == 10

@@ -173,6 +173,58 @@ def test_processing_seconds_fallbacks():
     assert not make(hard_killed=True).ok and not make(exit_code=8001).ok
 
 
+def test_in_progress_unit_is_a_censored_unfinished_unit(tmp_path):
+    cut = {"run": 1, "lumi": 3, "seconds": 612.5, "events": 40}
+    report = make(in_progress=cut, hard_killed=True)
+    assert report.in_progress_pair == (1, 3) and report.censored_seconds == 612.5
+    assert [u["lumi"] for u in report.unfinished] == [3], "listed once, as unfinished"
+    assert report.processing_seconds == pytest.approx(85.0), "censored seconds are not processing seconds"
+    # A document that does not list it in unfinished is read with it appended there.
+    alone = make(unfinished=[], in_progress={"run": 1, "lumi": 4, "seconds": 3.0})
+    assert alone.unfinished == [{"run": 1, "lumi": 4}]
+    assert alone.unaccounted([(1, 1), (1, 2), (1, 4), (1, 5)]) == [(1, 5)]
+    again = JobReport.from_json(alone.to_json())
+    assert again == alone and again.in_progress == {"run": 1, "lumi": 4, "seconds": 3.0}
+    path = tmp_path / "r.json"
+    report.to_json(path)
+    assert JobReport.from_json(path).in_progress == cut
+    # Old reports (no field) read as before.
+    old = '{"format": "autosplit-jobreport/1", "job_id": "a", "units": [{"run": 1, "lumi": 1}]}'
+    assert JobReport.from_json(old).in_progress is None and JobReport.from_json(old).censored_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("in_progress", "message"),
+    [
+        ({"run": 1, "lumi": 3}, r"in_progress \(run 1 lumi 3\): seconds .* is required"),
+        ({"run": 1, "lumi": 3, "seconds": -1.0}, r"in_progress \(run 1 lumi 3\): seconds must be finite"),
+        ({"run": 1, "lumi": 3, "seconds": math.inf}, "seconds must be finite"),
+        ({"run": 1, "lumi": 3, "seconds": "5"}, "seconds must be a number"),
+        ({"run": 1, "lumi": 3, "seconds": 5.0, "events": -1}, "events must be an integer >= 0"),
+        ({"run": 1, "lumi": 2, "seconds": 5.0}, "run 1 lumi 2 is both processed .* and in progress"),
+        ({"lumi": 3, "seconds": 5.0}, r"in_progress needs integer 'run' and 'lumi'"),
+        ([1, 3], "Expected `object | null`"),
+    ],
+)
+def test_invalid_in_progress_is_named(in_progress, message):
+    with pytest.raises(JobReportError, match=message):
+        if isinstance(in_progress, list):
+            JobReport.from_json(json.dumps({"format": FORMAT, "job_id": "a", "in_progress": in_progress}))
+        else:
+            make(in_progress=in_progress)
+
+
+def test_validate_checks_the_in_progress_unit_was_assigned():
+    report = make(unfinished=[], in_progress={"run": 1, "lumi": 3, "seconds": 9.0})
+    assert report.validate([(1, 1), (1, 2), (1, 3)]) is report
+    with pytest.raises(JobReportError, match="in-progress unit run 1 lumi 3 was not assigned"):
+        report.validate(LumiMask({"1": [[1, 2]]}))
+    # Even when a caller replaced the unfinished list after construction.
+    report.unfinished = []
+    with pytest.raises(JobReportError, match="in-progress unit run 1 lumi 3 was not assigned"):
+        report.validate([(1, 1), (1, 2)])
+
+
 def test_jobreport_module_stays_light():
     code = (
         "import sys, autosplit.jobreport as jr\n"

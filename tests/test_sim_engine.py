@@ -4,6 +4,8 @@ determinism, the lower bound."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from statistics import NormalDist
 
 import numpy as np
 import polars as pl
@@ -231,20 +233,24 @@ def test_autosplit_policy_conserves_units_and_follows_the_pipeline_stages(small_
     )
 
 
-def test_lower_bound_is_below_every_makespan_and_drift_raises_it(small_task):
+def test_lower_bound_is_below_every_makespan_and_follows_a_falling_drift(small_task):
     dataset, truth, pool = small_task
     bound = lower_bound(truth, pool)
-    assert bound == pytest.approx(truth.total_seconds() / pool.speed_sum)
+    assert bound == pytest.approx(truth.total_seconds() / pool.speed_sum)  # the work term binds here
     for kwargs in ({}, {"max_tails": 0}, {"slots": 10}):
         result = Simulation(dataset, truth, pool, seed=0).run(autosplit(**kwargs))
         assert result.makespan >= bound
-    drifting = Truth(truth.seconds, drift=Drift(0.5, 3600.0))
-    drift_bound = lower_bound(drifting, pool)
-    # Numerically: the pool does speed_sum / drift(t) reference seconds per second.
-    t = np.linspace(0.0, 3 * drift_bound, 300_001)
-    done = np.cumsum(pool.speed_sum / np.array([drifting.drift.factor(x) for x in t]) * (t[1] - t[0]))
-    assert drift_bound == pytest.approx(t[np.searchsorted(done, truth.total_seconds())], rel=1e-3)
-    assert drift_bound > bound
+    # A rising cost does not raise the bound: a job's factor is fixed when its payload starts, so one
+    # job per slot started at once runs everything at the initial cost.
+    rising = Truth(truth.seconds, drift=Drift(0.5, 3600.0))
+    assert lower_bound(rising, pool) == pytest.approx(bound)
+    # A falling cost does: at t the pool does at most speed_sum / drift(t) reference seconds per second.
+    falling = Truth(truth.seconds, drift=Drift(-0.5, 3600.0))
+    falling_bound = lower_bound(falling, pool)
+    t = np.linspace(0.0, 3 * bound, 300_001)
+    done = np.cumsum(pool.speed_sum / np.array([falling.drift.factor(x) for x in t]) * (t[1] - t[0]))
+    assert falling_bound == pytest.approx(t[np.searchsorted(done, truth.total_seconds())], rel=1e-3)
+    assert falling_bound < bound
 
 
 def test_stage_windows_cover_the_stages_in_order(small_task):
@@ -258,7 +264,7 @@ def test_stage_windows_cover_the_stages_in_order(small_task):
 
 
 def test_policy_defaults_match_the_pipeline():
-    from autosplit.pipeline import predag
+    from autosplit.estimators.probes import MAX_PROBE_ROUNDS
     from autosplit.pipeline.config import LimitsSection, SplittingSection
 
     splitting, limits = SplittingSection(), LimitsSection()
@@ -275,7 +281,7 @@ def test_policy_defaults_match_the_pipeline():
         splitting.rel_precision,
     )
     assert (policy.retries, policy.max_unit_failures) == (limits.retries, limits.max_unit_failures)
-    assert policy.max_probe_rounds == predag.MAX_PROBE_ROUNDS
+    assert policy.max_probe_rounds == MAX_PROBE_ROUNDS
     assert Pool.uniform(1).grace_seconds == float(limits.grace_seconds)
     # One rule for the pipeline and the simulator (autosplit.splitting.limits); its values:
     for soft, q99, expected in (
@@ -296,7 +302,12 @@ def test_pool_validation_and_helpers():
     pool = Pool(sites=(SiteSlots("A", 3, 0.5), SiteSlots("B", 1, 2.0)))
     assert pool.n_slots == 4 and pool.speed_sum == pytest.approx(6.5)
     assert pool.mean_time_factor == pytest.approx(0.875)
-    assert math.isclose(lower_bound(Truth(np.array([13.0])), pool), 2.0)
+    # Work term 13 / 6.5 = 2 s, but one unit is never split: it takes 13 x 0.5 on the fastest site, at the
+    # node jitter's 0.1 % quantile.
+    jitter = math.exp(-0.005 + 0.1 * NormalDist().inv_cdf(1e-3))
+    assert math.isclose(lower_bound(Truth(np.array([13.0])), pool), 13.0 * 0.5 * jitter)
+    assert math.isclose(lower_bound(Truth(np.array([13.0])), replace(pool, node_sigma=0.0)), 6.5)
+    assert math.isclose(lower_bound(Truth(np.array([1.0] * 13)), replace(pool, node_sigma=0.0)), 2.0)
 
 
 def test_cut_off_units_are_rescued_at_once_and_processing_sizes_decrease():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -22,7 +23,8 @@ from autosplit.datasets import LumiMask
 from autosplit.pipeline.report import write_report
 from autosplit.pipeline.status import task_status
 from autosplit.pipeline.taskdir import TaskDir
-from autosplit.web import TaskCatalog, create_app
+from autosplit.web import TaskCatalog, create_app, documents
+from autosplit.web import format as web_format
 from autosplit.web.readonly import ReadOnlyTaskDir
 from tests.pipeline_helpers import write_config
 
@@ -152,6 +154,17 @@ def test_jobs_are_paged_and_filtered_like_status_counts_them(client, finished) -
         for state, count in stage["states"].items():
             page = api_json(client, f"/api/v1/tasks/{FINISHED_NAME}/jobs?stage={name}&state={state}")
             assert page["total"] == count and {job["state"] for job in page["jobs"]} == {state}
+    # Each job also says what kind it is and how it ended, as the ledger records it.
+    with finished.ledger() as ledger:
+        rows = {row["node"]: row for row in ledger.jobs().iter_rows(named=True)}
+        attempts = {(r["node"], r["attempt"]): r for r in ledger.attempts().iter_rows(named=True)}
+    for job in everything["jobs"]:
+        row = rows[job["node"]]
+        assert (job["kind"], job["outcome"], job["ended"]) == (row["kind"], row["outcome"], row["ended"])
+        assert job["ended"] is not None and job["outcome"] is not None, "every job of a finished task ended"
+        last = job["last_attempt"]
+        assert last["elapsed_seconds"] == attempts[(job["node"], last["attempt"])]["elapsed_seconds"]
+    assert {job["kind"] for job in everything["jobs"] if job["stage"].startswith("probe")} == {"probe"}
     failed = api_json(client, f"/api/v1/tasks/{FINISHED_NAME}/jobs?state=unit-failure")["jobs"]
     assert failed and all(f"lumi {CRASH_LUMI}" in job["last_attempt"]["message"] for job in failed)
     assert api_json(client, f"/api/v1/tasks/{FINISHED_NAME}/jobs?stage=no-such-stage")["total"] == 0
@@ -300,6 +313,162 @@ def test_pages_render_from_the_same_documents(client, finished) -> None:
     for asset in ("/static/monitor.js", "/static/monitor.css"):
         assert client.get(asset).status_code == 200
     assert "http://" not in page.text.replace("http://www.w3.org/2000/svg", ""), "nothing from elsewhere"
+
+
+def estimate_cells(html: str) -> dict[str, str]:
+    """The estimates table of a task page: row key -> the text of its value."""
+    return dict(
+        re.findall(
+            r'<tr data-key="([a-z_]+)"><th>[^<]*</th><td class="num"><span class="value">([^<]*)<', html
+        )
+    )
+
+
+def test_task_page_shows_the_scheduler_estimates(client, finished) -> None:
+    est = task_status(finished)["estimates"]
+    assert est and est["seconds_per_event"]["estimate"] > 0, "the finished task has a fitted cost model"
+    page = client.get(f"/tasks/{FINISHED_NAME}").text
+    shown = estimate_cells(page)
+    spe = est["seconds_per_event"]
+    assert shown["seconds_per_event"] == f"{spe['estimate']:.4g}"
+    assert f"95 % interval {spe['low']:.4g} – {spe['high']:.4g}" in page
+    assert shown["jobs_measured"] == f"{est['jobs_measured']} job report(s)"
+    assert shown["concurrency"] == str(est["concurrency"])
+    assert shown["overhead_seconds"] == web_format.duration(est["overhead_seconds"])
+    assert shown["packing_target_seconds"] == web_format.duration(est["packing_target_seconds"])
+    assert shown["failure_rate_per_hour"] == f"{est['failure_rate_per_hour']:.3g} per slot-hour"
+    assert shown["shared_cv"] == web_format.share(est["shared_cv"])
+    # The CPU time left is that of the last model fit: not shown once the task has ended.
+    assert "remaining_cpu_seconds" not in shown
+    assert set(shown) <= set(est), "every row is a field of the status document's estimates"
+
+
+def test_filters_show_a_dash_for_what_is_missing() -> None:
+    from jinja2 import ChainableUndefined
+
+    for missing in (None, ChainableUndefined(name="gone"), float("nan"), float("inf"), "n/a", {}):
+        for name in ("count", "duration", "sig", "share", "size", "clock"):
+            assert web_format.FILTERS[name](missing) == "–", (name, missing)
+        assert web_format.percent(missing, 10) == 0.0 and web_format.percent(3, missing) == 0.0
+    assert web_format.count(12345) == "12,345" and web_format.duration(200) == "3 min 20 s"
+    assert web_format.sig(0.0020456) == "0.002046" and web_format.share(0.0228) == "2.3 %"
+    assert web_format.size(1_200_000) == "1.2 MB" and web_format.percent(1, 4) == 25.0
+
+
+def _without(document: dict, *paths: str) -> dict:
+    """A copy of a status document without the fields at ``paths`` ('estimates.concurrency', ...)."""
+    document = json.loads(json.dumps(document))
+    for path in paths:
+        *parents, key = path.split(".")
+        holder = document
+        for parent in parents:
+            holder = holder[parent]
+        holder.pop(key)
+    return document
+
+
+def _stage_without_states(document: dict) -> dict:
+    document = json.loads(json.dumps(document))
+    for stage in document["stages"].values():
+        stage.pop("states")
+    return document
+
+
+DEGRADED = {
+    "no estimates yet": lambda doc: doc | {"estimates": None, "remaining_seconds": None},
+    "estimates without model fields": lambda doc: _without(
+        doc,
+        *(
+            f"estimates.{k}"
+            for k in (
+                "remaining_cpu_seconds",
+                "overhead_seconds",
+                "shared_cv",
+                "unit_cv",
+                "jobs_measured",
+                "concurrency",
+                "packing_target_seconds",
+                "failure_rate_per_hour",
+            )
+        ),
+        "estimates.seconds_per_event.low",
+        "estimates.seconds_per_event.high",
+    ),
+    "estimates as an older ledger saved them": lambda doc: (
+        doc
+        | {
+            "estimates": {
+                "from_stage": "processing",
+                "seconds_per_event": {"estimate": 0.002, "low": 0.001, "high": 0.003},
+                "overhead_seconds": None,
+                "memory_bytes_per_event": 1000,
+            }
+        }
+    ),
+    "optional sections missing": lambda doc: _without(
+        doc,
+        "estimates",
+        "sites",
+        "errors",
+        "quarantine_reasons",
+        "remaining_seconds",
+        "events",
+        "backend",
+        "error",
+        "directory",
+    ),
+    "stages without job states": _stage_without_states,
+    "units without in_jobs": lambda doc: _without(doc, "units.in_jobs"),
+    "odd values": lambda doc: (
+        doc
+        | {
+            "errors": [{"exit_code": None, "count": 2, "messages": "one message"}, "not an error"],
+            "sites": [{"site": "T2_CH_CERN"}],
+            "estimates": {"seconds_per_event": {"estimate": None}, "concurrency": "many"},
+            "transfers": {},
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("degrade", list(DEGRADED), ids=list(DEGRADED))
+def test_pages_render_a_status_document_missing_optional_fields(finished, monkeypatch, degrade) -> None:
+    full = as_json(task_status(finished))
+    document = DEGRADED[degrade](full)
+    monkeypatch.setattr(documents, "task_status", lambda task: json.loads(json.dumps(document)))
+    with TestClient(create_app([finished.root.parent])) as client:
+        for path in ("/", "/live", f"/tasks/{FINISHED_NAME}", f"/tasks/{FINISHED_NAME}/live"):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text[-2000:])
+            assert "None" not in response.text.replace("none (finished)", ""), path
+        assert api_json(client, f"/api/v1/tasks/{FINISHED_NAME}") == document, "the API passes it on as is"
+        (entry,) = api_json(client, "/api/v1/tasks")["tasks"]
+        assert entry["state"] == full["state"]
+        page = client.get(f"/tasks/{FINISHED_NAME}").text
+    # What the document still has is shown; what it lacks has no row.
+    shown = estimate_cells(page)
+    estimates = document.get("estimates") or {}
+    assert set(shown) <= {k for k, v in estimates.items() if v is not None}
+    spe = (estimates.get("seconds_per_event") or {}).get("estimate")
+    if spe is not None:
+        assert shown["seconds_per_event"] == f"{spe:.4g}"
+    else:
+        assert "seconds_per_event" not in shown
+    if "units" in document and "in_jobs" in document["units"]:
+        assert f'<span id="units-done">{document["units"]["done"]}</span>' in page
+        assert f'<span id="units-in-jobs">{document["units"]["in_jobs"]}</span>' in page
+    else:
+        assert '<span id="units-in-jobs">–</span>' in page
+    for name, stage in document["stages"].items():
+        assert f'<tr data-stage="{name}">' in page
+        for state, n in stage.get("states", {}).items():
+            assert f'data-state="{state}">{state} <span class="count">{n}</span>' in page
+    if degrade == "optional sections missing":
+        assert 'id="estimates"' not in page and 'id="sites"' not in page and 'id="errors"' not in page
+        assert 'id="events-done"' not in page
+    if degrade == "odd values":
+        assert '<div class="message">one message</div>' in page and 'data-site="T2_CH_CERN"' in page
+        assert shown == {}, "no estimate worth a row"
 
 
 def test_serve_command_explains_itself_and_warns_off_loopback() -> None:

@@ -74,6 +74,16 @@ READ_PAGE = """() => {
 }"""
 
 
+# The estimates table of a task page: row key -> the text of its value.
+READ_ESTIMATES = """() => {
+  const rows = {};
+  for (const row of document.querySelectorAll("#estimates tr[data-key]")) {
+    rows[row.dataset.key] = row.querySelector(".value").textContent.trim();
+  }
+  return rows;
+}"""
+
+
 def _browser_missing() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
@@ -231,6 +241,22 @@ def assert_page_matches_status(page, task: TaskDir, timeout: float = 0.0) -> dic
         page.wait_for_timeout(500)
 
 
+def assert_page_shows_the_estimates(page, task: TaskDir, timeout: float = 0.0) -> dict[str, str]:
+    """The page's estimates table shows ``status --json``'s seconds per event (waiting for a refresh)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        est = status_json(task)["estimates"]
+        assert est, "the task has a fitted cost model"
+        expected = f"{est['seconds_per_event']['estimate']:.4g}"
+        shown = page.evaluate(READ_ESTIMATES)
+        if shown.get("seconds_per_event") == expected or time.monotonic() > deadline:
+            assert shown.get("seconds_per_event") == expected
+            assert shown["jobs_measured"] == f"{est['jobs_measured']} job report(s)"
+            assert shown["concurrency"] == str(est["concurrency"])
+            return shown
+        page.wait_for_timeout(500)
+
+
 def screenshot(page, path: Path) -> Path:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000, "a real picture of the page"
@@ -251,6 +277,8 @@ def test_finished_task_page_shows_the_status_numbers(server, finished, page, tmp
     assert page.locator("svg[data-plot=progress] polyline.progress").count() == 1
     assert "cannot process run 297050 lumi 7" in page.inner_text("#errors")
     assert page.locator("#sites tr[data-site=local]").count() == 1
+    shown = assert_page_shows_the_estimates(page, finished)
+    assert "remaining_cpu_seconds" not in shown, "no CPU time left is predicted for an ended task"
     screenshot(page, tmp_path / "finished.png")
     assert page.console_errors == [], "no script error, nothing blocked by the content security policy"
 
@@ -270,6 +298,11 @@ def test_running_task_page_updates_itself_until_the_task_ends(server, running, p
     lumis = page.request.get(f"{server}api/v1/tasks/{RUNNING_NAME}/lumis").json()
     assert lumis["lumis"]["notFinishedLumis"] == expected["units"]["pending"]
     assert lumis["lumis"]["processedLumis"] == expected["units"]["done"]
+    # The processing stage was planned from the probes' cost model: its estimates are on the page, with the
+    # predicted CPU time of the units left while the task runs.
+    shown = assert_page_shows_the_estimates(page, task, timeout=10)
+    assert "remaining_cpu_seconds" in shown
+    assert page.inner_text("#eta") != "none (finished)"
     page.wait_for_function("() => document.getElementById('live').dataset.live === 'on'")
     deadline = time.monotonic() + 10
     while not any(url.endswith(f"/tasks/{RUNNING_NAME}/live") for url in requests):
@@ -282,6 +315,8 @@ def test_running_task_page_updates_itself_until_the_task_ends(server, running, p
     assert page.evaluate("() => window.loadedOnce === true")
     expected = assert_page_matches_status(page, task, timeout=10)
     assert expected["state"] == "completed" and expected["units"]["done"] == expected["units"]["total"] == 24
+    assert "remaining_cpu_seconds" not in assert_page_shows_the_estimates(page, task, timeout=10)
+    assert page.inner_text("#eta") == "none (finished)"
     page.wait_for_function("() => document.getElementById('live').dataset.live === 'off'")
     before = len(requests)
     page.wait_for_timeout(2.5 * REFRESH_SECONDS * 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import zlib
@@ -101,14 +102,45 @@ def test_exception_reports_failure_and_keeps_finished_units(tmp_path) -> None:
     assert report.meta["failed_unit"] == [1, 3], "the unit being processed is named as the culprit"
 
 
-def test_journal_records_units_as_they_finish(tmp_path) -> None:
+def test_journal_records_units_as_they_start_and_finish(tmp_path) -> None:
+    clock = FakeClock()
     spec = make_spec(tmp_path)
-    job = Job(spec, tmp_path / "r.json")
+    job = Job(spec, tmp_path / "r.json", clock=clock)
     units = job.iter_units()
     next(units)
+    clock.now += 4.0
     next(units)  # unit 1 is done now, unit 2 in progress
-    journal = (tmp_path / "r.json.progress").read_text().splitlines()
-    assert len(journal) == 1 and '"lumi": 1' in journal[0]
+    records = [json.loads(line) for line in (tmp_path / "r.json.progress").read_text().splitlines()]
+    finished = [r for r in records if "run" in r]
+    starts = [r for r in records if "start" in r]
+    assert [(r["lumi"], r["seconds"]) for r in finished] == [(1, 4.0)]
+    assert starts == [
+        {"start": {"run": 1, "lumi": 1}, "at": 1000.0, "before": 0.0},
+        {"start": {"run": 1, "lumi": 2}, "at": 1004.0, "before": 0.0},
+    ], "the last start without its end is the unit in progress"
+
+
+def test_unit_abandoned_on_stop_is_reported_in_progress(tmp_path) -> None:
+    clock = FakeClock()
+    spec = make_spec(tmp_path, n_units=4)
+    with Job(spec, tmp_path / "r.json", clock=clock) as job:
+        for unit in job.iter_units():
+            clock.now += 2.0
+            if unit.lumi == 3:
+                clock.now += 30.0  # a long unit; the code gives up on it when asked to stop
+                break
+    report = JobReport.from_json(tmp_path / "r.json")
+    assert [u["lumi"] for u in report.units] == [1, 2]
+    assert report.in_progress == {"run": 1, "lumi": 3, "seconds": 32.0, "events": None}
+    assert [u["lumi"] for u in report.unfinished] == [3, 4] and report.censored_seconds == 32.0
+    # A unit the code raised on is the failed unit, not a censored measurement.
+    with pytest.raises(RuntimeError), Job(spec, tmp_path / "f.json", clock=clock) as job:
+        for unit in job.iter_units():
+            clock.now += 2.0
+            if unit.lumi == 2:
+                raise RuntimeError("bad lumi")
+    failed = JobReport.from_json(tmp_path / "f.json")
+    assert failed.in_progress is None and failed.meta["failed_unit"] == [1, 2]
 
 
 def test_outputs_checksummed_and_confined(tmp_path) -> None:
@@ -174,6 +206,46 @@ def test_iter_lumis_lumi_spanning_two_files_counts_once(tmp_path) -> None:
     assert sorted(parts) == [(2272915, 34), (2272916, 16), (2272916, 29), (2272917, 22)]
     report = JobReport.from_json(tmp_path / "r.json")
     assert {u["lumi"]: u["events"] for u in report.units} == {2272915: 34, 2272916: 45, 2272917: 22}
+    # Stopped in the lumi's second part: in progress, with the seconds of both parts.
+    clock = FakeClock()
+    with Job(spec, tmp_path / "s.json", clock=clock) as job:
+        seen_parts = 0
+        for unit, _ in job.iter_lumis(["event"]):
+            clock.now += 3.0
+            seen_parts += unit.lumi == 2272916
+            if seen_parts == 2:
+                break
+    stopped = JobReport.from_json(tmp_path / "s.json")
+    assert stopped.in_progress == {"run": 1, "lumi": 2272916, "seconds": 6.0, "events": None}
+
+
+def test_iter_lumis_soft_stop_between_parts_of_a_lumi_finishes_that_lumi(tmp_path) -> None:
+    """Defect 2 of issue 14: a soft stop after the first file's part of a lumi spanning two files left that
+    part's events in the job's output while the lumi went back to pending (processed again: counted twice).
+    The loop now finishes the lumi's other parts, and only those, before it stops."""
+    uproot = pytest.importorskip("uproot")
+    arrays = uproot.open(TTBAR)["Events"].arrays(["run", "luminosityBlock", "event"], library="np")
+    paths = []
+    for name, sl in (("a.root", slice(0, 50)), ("b.root", slice(50, None))):  # cuts lumi 2272916
+        with uproot.recreate(tmp_path / name) as out:
+            out["Events"] = {k: v[sl] for k, v in arrays.items()}
+        paths.append(str(tmp_path / name))
+    spec = root_spec(tmp_path, {paths[0]: [2272915, 2272916], paths[1]: [2272916, 2272917, 2272918]})
+    spec.soft_limit_seconds = 5.0  # passes during 2272916's first part
+    clock = FakeClock()
+    yielded: dict[int, int] = {}
+    with Job(spec, tmp_path / "r.json", clock=clock) as job:
+        for unit, arr in job.iter_lumis(["event"]):
+            clock.now += 3.0
+            yielded[unit.lumi] = yielded.get(unit.lumi, 0) + len(arr["event"])
+    report = JobReport.from_json(tmp_path / "r.json")
+    assert report.soft_stopped
+    reported = {u["lumi"]: u["events"] for u in report.units}
+    assert reported == yielded == {2272915: 34, 2272916: 45}, (
+        "what the output holds is what the report counts"
+    )
+    assert {u["lumi"] for u in report.unfinished} == {2272917, 2272918}
+    assert report.in_progress is None
 
 
 def test_spec_validation(tmp_path) -> None:

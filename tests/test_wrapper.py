@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -46,7 +47,28 @@ def stuck(job):
     """Two quick units, then a unit that never returns."""
     for unit in job.iter_units():
         if unit.lumi >= 3:
+            with open(job.output_path("started-3"), "w") as f:
+                f.write(repr(time.time()))
             time.sleep(60)
+
+
+def gives_up(job):
+    """Two quick units, then a long unit it abandons when asked to stop (SIGTERM)."""
+    for unit in job.iter_units():
+        while unit.lumi >= 3:
+            if job.should_stop():
+                return
+            time.sleep(0.02)
+
+
+def dies(job):
+    """Two quick units, then the process dies in the middle of unit 3 (no report, no exception)."""
+    import os
+
+    for unit in job.iter_units():
+        if unit.lumi >= 3:
+            time.sleep(0.5)
+            os._exit(3)
 '''
 
 
@@ -144,6 +166,41 @@ def test_hard_limit_sigkill_keeps_journaled_units(tmp_path) -> None:
     assert [u["lumi"] for u in report.unfinished] == [3, 4, 5]
 
 
+def test_unit_stuck_past_the_hard_limit_is_reported_in_progress(tmp_path) -> None:
+    spec = write_spec(tmp_path, {"callable": "payloads:stuck"}, hard_limit_seconds=1.0)
+    before = time.time()
+    result = run_wrapper(spec, cwd=tmp_path, grace_seconds=0.5)
+    ended = time.time()
+    assert result.exit_code == EXIT_HARD_KILLED and result.payload_exit_code == -9
+    report = JobReport.from_json(tmp_path / "out" / "report.json")
+    started = float((tmp_path / "out" / "started-3").read_text())
+    cut = report.in_progress
+    assert (cut["run"], cut["lumi"]) == (7, 3) and report.meta["in_progress_unit"] == [7, 3]
+    # The seconds spent on it: from its start to the SIGKILL, 1.5 s after the payload started.
+    assert before + 1.5 - started <= cut["seconds"] <= ended - started
+    assert cut["seconds"] <= result.wall_seconds
+    assert [u["lumi"] for u in report.unfinished] == [3, 4, 5]
+
+
+def test_payload_that_gives_up_on_sigterm_reports_the_unit_in_progress(tmp_path) -> None:
+    spec = write_spec(tmp_path, {"callable": "payloads:gives_up"}, hard_limit_seconds=1.0)
+    result = run_wrapper(spec, cwd=tmp_path, grace_seconds=20.0)
+    assert result.exit_code == EXIT_HARD_KILLED and result.payload_exit_code == 0
+    report = JobReport.from_json(tmp_path / "out" / "report.json")
+    assert report.meta.get("report_source") is None, "the payload's own report"
+    assert [u["lumi"] for u in report.units] == [1, 2]
+    assert report.in_progress_pair == (7, 3) and 0.0 < report.censored_seconds < result.wall_seconds
+
+
+def test_payload_dying_mid_unit_reports_it_in_progress(tmp_path) -> None:
+    spec = write_spec(tmp_path, {"callable": "payloads:dies"})
+    result = run_wrapper(spec, cwd=tmp_path)
+    assert result.exit_code == EXIT_USER_ERROR and result.payload_exit_code == 3
+    report = result.report
+    assert [u["lumi"] for u in report.units] == [1, 2] and not report.hard_killed
+    assert report.in_progress_pair == (7, 3) and 0.45 <= report.censored_seconds < result.wall_seconds
+
+
 def test_hard_limit_sigkill_when_sigterm_is_ignored(tmp_path) -> None:
     script = (
         "import json, os, signal, time\n"
@@ -157,6 +214,27 @@ def test_hard_limit_sigkill_when_sigterm_is_ignored(tmp_path) -> None:
     assert result.exit_code == EXIT_HARD_KILLED and result.payload_exit_code == -9
     assert [u["lumi"] for u in result.report.units] == [1], "journaled units survive a SIGKILL"
     assert result.wall_seconds < 10
+    assert result.report.in_progress is None, "no unit start journaled: nothing known to be in progress"
+    assert result.report.meta["in_progress_unit"] == [7, 2]
+
+
+def test_journal_start_records_from_an_executable(tmp_path) -> None:
+    script = (
+        "import json, os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "path = os.environ['AUTOSPLIT_JOB_REPORT'] + '.progress'\n"
+        "with open(path, 'a') as f:\n"
+        "    f.write(json.dumps({'run': 7, 'lumi': 1, 'events': 100, 'seconds': 0.1}) + '\\n')\n"
+        "    f.write(json.dumps({'start': {'run': 7, 'lumi': 2}, 'at': time.time(), 'before': 2.5}) + '\\n')\n"
+        '    f.write(\'{"start": {"run": 7, "lu\')\n'  # torn last line
+        "time.sleep(60)\n"
+    )
+    spec = write_spec(tmp_path, {"executable": [sys.executable, "-c", script]}, hard_limit_seconds=1.0)
+    result = run_wrapper(spec, cwd=tmp_path, grace_seconds=0.5)
+    assert result.exit_code == EXIT_HARD_KILLED
+    cut = result.report.in_progress
+    assert (cut["run"], cut["lumi"]) == (7, 2)
+    assert 2.5 + 0.5 <= cut["seconds"] <= 2.5 + result.wall_seconds, "earlier parts plus time since start"
 
 
 def test_wrapper_cli(tmp_path) -> None:
@@ -197,3 +275,79 @@ def test_sigterm_to_the_wrapper_stops_the_payload_gracefully(tmp_path) -> None:
     assert report.hard_killed and "stopped on request" in report.exit_message
     assert [u["lumi"] for u in report.units] == [1, 2, 3]
     assert not pid_file.exists()
+
+
+ORPHAN = """#!{python}
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+with open({pids!r}, "w") as f:
+    f.write(f"{{os.getpid()}} {{child.pid}}")
+time.sleep(120)
+"""
+
+
+def test_sigkilled_wrapper_leaves_no_payload_running(tmp_path) -> None:
+    """Defect 6 of issue 14: a SIGKILLed wrapper left its payload (own session) running outside the job's
+    limits. The payload dies with the wrapper (PR_SET_PDEATHSIG), and so does its process group
+    (the reaper), grandchildren included."""
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    pids = tmp_path / "pids"
+    script = tmp_path / "payload.py"
+    script.write_text(ORPHAN.format(python=sys.executable, pids=str(pids)))
+    script.chmod(0o755)
+    spec = write_spec(tmp_path, {"executable": [str(script)]})
+    proc = subprocess.Popen([sys.executable, "-m", "autosplit", "wrapper", str(spec)], cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    payload, grandchild = (int(p) for p in pids.read_text().split())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+    def gone(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not (gone(payload) and gone(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [pid for pid in (payload, grandchild) if not gone(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the payload and its children die with the wrapper"
+
+
+def test_payload_leftovers_in_its_group_end_with_the_job(tmp_path) -> None:
+    """A payload that exits leaving a child behind in its process group: the child ends with the job."""
+    import psutil
+
+    script = tmp_path / "leaves.py"
+    pids = tmp_path / "pids"
+    script.write_text(
+        f"#!{sys.executable}\nimport subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        f"open({str(pids)!r}, 'w').write(str(child.pid))\n"
+    )
+    script.chmod(0o755)
+    spec = write_spec(tmp_path, {"executable": [str(script)]})
+    run_wrapper(spec, cwd=tmp_path)
+    child = int(pids.read_text())
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(child) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(child).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    try:
+        assert psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass

@@ -51,7 +51,6 @@ def _register() -> None:
         dagman_cmd,
         dataset_cmd,
         dryrun_cmd,
-        internal_cmd,
         serve_cmd,
         split_cmd,
         task_cmd,
@@ -61,7 +60,7 @@ def _register() -> None:
     cli.add_command(dataset_cmd.dataset)
     cli.add_command(split_cmd.split_command)
     cli.add_command(dryrun_cmd.dryrun_command)
-    for command in (*task_cmd.COMMANDS, *internal_cmd.COMMANDS):
+    for command in task_cmd.COMMANDS:
         cli.add_command(command)
     cli.add_command(wrapper_cmd.wrapper)
     cli.add_command(aso_cmd.aso)

@@ -100,8 +100,8 @@ def dryrun_command(
 
 def _submit_command(config_path: str | None) -> str:
     if config_path:
-        return f"autosplit submit {os.path.relpath(config_path)}"
-    return "write these settings into a task TOML, then: autosplit submit task.toml"
+        return f"autosplit run {os.path.relpath(config_path)}"
+    return "write these settings into a task TOML, then: autosplit run task.toml"
 
 
 def _print(s: dict[str, Any]) -> None:
@@ -167,4 +167,4 @@ def _print(s: dict[str, Any]) -> None:
         out.print(f"note: {note}")
     if s.get("plot"):
         out.print(f"plot written to {s['plot']}")
-    out.print(f"submit it with: [bold]{s['submit_command']}[/]")
+    out.print(f"run it with: [bold]{s['submit_command']}[/]")

@@ -49,8 +49,8 @@ def serve_command(tasks_dirs: tuple[str, ...], host: str, port: int, refresh: fl
     Default: ./autosplit-tasks.
 
     Pages: / lists the tasks; /tasks/ID shows stages and job states, units done/pending/quarantined,
-    the time left, sites, top errors and plots of job runtimes and progress, and updates itself while
-    the task runs. API: /api/v1/tasks, /api/v1/tasks/ID (= 'autosplit status --json'), .../jobs,
+    the time left, the scheduler's estimates (seconds per event, overhead, jobs at once), sites, top
+    errors and plots of job runtimes and progress, and updates itself while the task runs. API: /api/v1/tasks, /api/v1/tasks/ID (= 'autosplit status --json'), .../jobs,
     .../lumis, .../runtimes, .../timeline; described at /openapi.json.
 
     It only reads the task directories, and listens on this machine only (127.0.0.1) unless --host

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from autosplit.cli.output import console, echo_json, human_bytes, human_seconds, key_value_table
+from autosplit.cli.output import console, echo_json, human_seconds, key_value_table
 from autosplit.pipeline.config import parse_duration
 
 TASK_HELP = "A task directory, or the task TOML file that created it."
@@ -142,18 +142,12 @@ def _print_status(status: dict[str, Any], long: bool) -> None:
                 f"{spe['estimate']:.4g} (95% interval {spe['low']:.4g} – {spe['high']:.4g})",
             ),
             ("per-job overhead", human_seconds(est["overhead_seconds"] or 0)),
-            ("measured from", f"{est.get('jobs_measured')} job(s), stage {est['from_stage']}"),
+            ("measured from", f"{est.get('jobs_measured')} job report(s)"),
         ]
-        if est.get("output_bytes_per_event") is not None:
-            rows.append(("output per event", human_bytes(est["output_bytes_per_event"])))
-        if est.get("memory_bytes_per_event") is not None and est.get("memory_base_bytes") is not None:
-            rows.append(
-                (
-                    "memory",
-                    f"{human_bytes(est['memory_base_bytes'])} + "
-                    f"{human_bytes(est['memory_bytes_per_event'])}/event",
-                )
-            )
+        if est.get("concurrency"):
+            rows.append(("jobs at once", f"{est['concurrency']} (observed)"))
+        if est.get("failure_rate_per_hour"):
+            rows.append(("jobs lost", f"{est['failure_rate_per_hour']:.3g} per slot-hour"))
         out.print(key_value_table("Estimates", rows))
     if status.get("remaining_seconds"):
         out.print(f"predicted remaining time: about {human_seconds(status['remaining_seconds'])}")

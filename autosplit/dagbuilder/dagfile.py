@@ -29,9 +29,12 @@ def check_node_name(name: str) -> str:
     return name
 
 
+_BLANK = re.compile(r"\s")
+
+
 def _check_argv(argv: list[str], node: str) -> list[str]:
     for arg in argv:
-        if not arg or any(ch.isspace() for ch in arg):
+        if not arg or _BLANK.search(arg):
             raise DagBuildError(
                 f"node {node}: script argument {arg!r} is empty or contains blanks; DAGMan splits script "
                 "arguments on blanks without quoting"
@@ -57,6 +60,7 @@ class DagNode:
     abort_on: tuple[int, int] | None = None
     priority: int | None = None
     category: str | None = None
+    script_log: str | None = None  # SCRIPT DEBUG <file> STDERR: the scripts' stderr, appended there
     vars: dict[str, str] = field(default_factory=dict)
     parents: list[str] = field(default_factory=list)
 
@@ -74,6 +78,8 @@ class DagNode:
         for kind, argv, defer in (("PRE", self.pre, self.pre_defer), ("POST", self.post, self.post_defer)):
             if argv:
                 prefix = f"SCRIPT DEFER {defer[0]} {defer[1]} " if defer else "SCRIPT "
+                if self.script_log:
+                    prefix += f"DEBUG {_check_argv([self.script_log], name)[0]} STDERR "
                 out.append(f"{prefix}{kind} {name} {' '.join(_check_argv(argv, name))}")
         if self.retries and not final:
             unless = f" UNLESS-EXIT {self.retry_unless_exit}" if self.retry_unless_exit is not None else ""

@@ -44,7 +44,7 @@ def load_mask(source: Any) -> LumiMask:
     stripped = text.strip()
     if (
         stripped.startswith("{")
-        or Path(text).exists()
+        or os.path.exists(text)  # False (no OSError) for a long CMSSW range string: "File name too long"
         or stripped.endswith(".json")
         or stripped.endswith(".txt")
     ):

@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 
 from autosplit._arrays import first_duplicate, sorted_unique
+from autosplit._io import one_line, require_regular_file
 from autosplit.datasets.lumimask import MAX_LUMI, MAX_RUN, RUN_FACTOR, LumiMask
 from autosplit.errors import DatasetError
 
@@ -59,6 +60,10 @@ FILE_SCHEMA: dict[str, pl.DataType] = {
     "locations": pl.List(pl.String()),
 }
 PARQUET_FORMAT = "autosplit-dataset/1"
+#: Largest events or bytes count of one file (2**53 - 1): planning arithmetic on float64 stays exact.
+MAX_FILE_COUNT = 2**53 - 1
+#: Largest total of events or bytes over a dataset: sums stay far from int64 overflow.
+MAX_TOTAL_COUNT = 2**62
 
 #: readers of other sources (``"dbs_json"``, ``"root"``), registered by their modules
 #: (:mod:`autosplit.datasets.dbs`, :mod:`autosplit.datasets.root`) when the package imports them, so the
@@ -321,17 +326,27 @@ class Dataset:
     def from_parquet(cls, path: str | os.PathLike[str]) -> Dataset:
         """Read a dataset written by :meth:`to_parquet`, or a plain long units table (see :meth:`from_units`)."""
         path = Path(path)
+        require_regular_file(path, DatasetError, "parquet", missing=f"{path}: no such file")
         try:
             metadata = pl.read_parquet_metadata(path)
             table = pl.read_parquet(path)
         except FileNotFoundError:
             raise DatasetError(f"{path}: no such file") from None
         except Exception as exc:  # polars raises several error types for non-parquet input
-            raise DatasetError(f"{path}: not a readable parquet file ({type(exc).__name__}: {exc})") from None
+            raise DatasetError(
+                f"{path}: not a readable parquet file ({type(exc).__name__}: {one_line(str(exc))})"
+            ) from None
         if metadata.get("autosplit.format") != PARQUET_FORMAT:
             return cls.from_units(table, name=path.stem, meta={"source": str(path)})
-        files = pl.DataFrame(json.loads(metadata["autosplit.files"]), schema=FILE_SCHEMA)
-        extra = json.loads(metadata.get("autosplit.meta", "{}"))
+        try:
+            files = pl.DataFrame(json.loads(metadata["autosplit.files"]), schema=FILE_SCHEMA)
+            extra = json.loads(metadata.get("autosplit.meta", "{}"))
+        except Exception as exc:  # a damaged or hand-edited metadata block
+            raise DatasetError(
+                f"{path}: the autosplit metadata of this parquet file is damaged ({one_line(str(exc), 160)})"
+            ) from None
+        if not isinstance(extra, dict):
+            raise DatasetError(f"{path}: the autosplit metadata of this parquet file is damaged (meta)")
         return cls(table, files, name=metadata.get("autosplit.name", ""), meta=extra)
 
     def to_parquet(self, path: str | os.PathLike[str]) -> Path:
@@ -397,7 +412,7 @@ def _conform(df: pl.DataFrame, schema: Mapping[str, pl.DataType], label: str) ->
     try:
         return df.with_columns([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
     except Exception as exc:
-        raise DatasetError(f"{label}: a column has the wrong type ({exc})") from None
+        raise DatasetError(f"{label}: a column has the wrong type ({one_line(str(exc), 200)})") from None
 
 
 def _build_dataset(
@@ -430,7 +445,9 @@ def _build_dataset(
             *extras,
         )
     except Exception as exc:
-        raise DatasetError(f"units table: run, lumi, events and bytes must be integers ({exc})") from None
+        raise DatasetError(
+            f"units table: run, lumi, events and bytes must be integers ({one_line(str(exc), 200)})"
+        ) from None
     for column in ("run", "lumi", "events", "file", "bytes"):
         nulls = long[column].null_count()
         if nulls:
@@ -443,13 +460,19 @@ def _build_dataset(
             | (pl.col("lumi") > MAX_LUMI)
             | (pl.col("events") < 0)
             | (pl.col("bytes") < 0)
+            | (pl.col("events") > MAX_FILE_COUNT)
+            | (pl.col("bytes") > MAX_FILE_COUNT)
         )
         if bad.height:
             row = bad.row(0, named=True)
             raise DatasetError(
                 f"units table: row run={row['run']} lumi={row['lumi']} events={row['events']} "
-                f"bytes={row['bytes']} (file {row['file']}) has a negative or out-of-range value"
+                f"bytes={row['bytes']} (file {row['file']}) has a negative or out-of-range value "
+                f"(runs 0..{MAX_RUN}, lumis 0..{MAX_LUMI}, events and bytes 0..{MAX_FILE_COUNT})"
             )
+        for column in ("events", "bytes"):
+            if long[column].cast(pl.Float64).sum() > MAX_TOTAL_COUNT:
+                raise DatasetError(f"units table: the {column} add up to more than {MAX_TOTAL_COUNT}")
 
     files_table = _files_table(long, files)
     long = long.join(files_table.select(pl.col("lfn").alias("file"), "file_id"), on="file", how="left")

@@ -14,21 +14,22 @@ from pathlib import Path
 
 import polars as pl
 
+from autosplit._io import decode_text, one_line, read_input_bytes, read_input_text
 from autosplit.errors import DatasetError
 
 
 def read_brilcalc(path: str | os.PathLike[str]) -> pl.DataFrame:
     """brilcalc ``lumi --byls`` CSV -> run, lumi, pileup, recorded, delivered (one row per lumisection)."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    lines = read_input_text(path, DatasetError, "brilcalc CSV").splitlines()
     header = next((ln for ln in lines if ln.startswith("#run")), None)
     if header is None:
         raise DatasetError(f"{path}: not a brilcalc --byls CSV (no '#run:fill,ls,...' header line)")
     body = [header.lstrip("#")] + [ln for ln in lines if ln and not ln.startswith("#")]
-    raw = pl.read_csv(io.StringIO("\n".join(body)), infer_schema_length=0)
+    try:
+        raw = pl.read_csv(io.StringIO("\n".join(body)), infer_schema_length=0)
+    except Exception as exc:  # polars raises several error types for malformed CSV
+        raise DatasetError(f"{path}: not a readable brilcalc CSV ({one_line(str(exc))})") from None
     needed = {"run:fill", "ls", "avgpu"}
     if not needed <= set(raw.columns):
         raise DatasetError(f"{path}: brilcalc CSV lacks column(s) {sorted(needed - set(raw.columns))}")
@@ -40,23 +41,36 @@ def read_brilcalc(path: str | os.PathLike[str]) -> pl.DataFrame:
     for name in ("recorded(/pb)", "delivered(/pb)"):
         if name in raw.columns:
             columns.append(pl.col(name).cast(pl.Float64).alias(name.split("(")[0]))
-    return raw.select(columns).unique(subset=["run", "lumi"], keep="first").sort("run", "lumi")
+    try:
+        table = raw.select(columns)
+    except Exception as exc:
+        raise DatasetError(
+            f"{path}: a run, ls or avgpu value is not a number ({one_line(str(exc), 160)})"
+        ) from None
+    return table.unique(subset=["run", "lumi"], keep="first").sort("run", "lumi")
 
 
 def read_features(path: str | os.PathLike[str]) -> pl.DataFrame:
     """A (run, lumi)-keyed feature table from parquet, CSV, or brilcalc CSV."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such feature file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        table = pl.read_parquet(path)
-    else:
-        first = path.read_text()[:2000].lstrip()
-        if first.startswith("#") and "run:fill" in first:
-            # Only pile-up drives per-event cost; luminosity columns would just add noise terms to a model.
-            return read_brilcalc(path).select("run", "lumi", "pileup")
-        table = pl.read_csv(path)
+    data = read_input_bytes(path, DatasetError, "feature table", missing=f"{path}: no such feature file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            table = pl.read_parquet(io.BytesIO(data))
+        else:
+            first = decode_text(data, str(path), DatasetError, "feature CSV")[:2000].lstrip()
+            if first.startswith("#") and "run:fill" in first:
+                # Only pile-up drives per-event cost; luminosity columns would just add noise terms to a model.
+                return read_brilcalc(path).select("run", "lumi", "pileup")
+            table = pl.read_csv(io.BytesIO(data))
+    except DatasetError:
+        raise
+    except Exception as exc:  # polars raises several error types for malformed files
+        raise DatasetError(f"{path}: not a readable feature table ({one_line(str(exc), 160)})") from None
     missing = {"run", "lumi"} - set(table.columns)
     if missing:
         raise DatasetError(f"{path}: a feature table needs columns run and lumi (missing {sorted(missing)})")
-    return table.with_columns(pl.col("run").cast(pl.Int64), pl.col("lumi").cast(pl.Int64))
+    try:
+        return table.with_columns(pl.col("run").cast(pl.Int64), pl.col("lumi").cast(pl.Int64))
+    except Exception as exc:
+        raise DatasetError(f"{path}: run and lumi must be integers ({one_line(str(exc), 160)})") from None

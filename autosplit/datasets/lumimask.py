@@ -17,14 +17,16 @@ from typing import Any
 import numpy as np
 
 from autosplit._arrays import sorted_unique
-from autosplit._io import atomic_write_text, load_json_source
+from autosplit._io import atomic_write_text, load_json_source, short_repr
 from autosplit.errors import LumiMaskError
 
 RUN_FACTOR = 2**32
 MAX_RUN = 2**31 - 1
 MAX_LUMI = 2**32 - 2
 
-_CMSSW_ITEM = re.compile(r"^\s*(\d+):(\d+)(?:\s*-\s*(\d+):(\d+))?\s*$")
+# ASCII digits only: \d would also take other scripts' digits, which int() accepts.
+_CMSSW_ITEM = re.compile(r"^\s*([0-9]+):([0-9]+)(?:\s*-\s*([0-9]+):([0-9]+))?\s*$")
+_MAX_DIGITS = 12  # longer numbers are out of range anyway (and int() refuses > 4300 digits)
 
 
 def _is_int(value: Any) -> bool:
@@ -84,7 +86,9 @@ class LumiMask:
         for key, ranges in data.items():
             run = self._parse_run(key)
             if isinstance(ranges, str | bytes) or not isinstance(ranges, Iterable):
-                raise LumiMaskError(f"run {key!r}: expected a list of [first, last] ranges, got {ranges!r}")
+                raise LumiMaskError(
+                    f"run {short_repr(key)}: expected a list of [first, last] ranges, got {short_repr(ranges)}"
+                )
             for rng in ranges:
                 first, last = self._parse_range(key, rng)
                 starts.append(run * RUN_FACTOR + first)
@@ -97,27 +101,32 @@ class LumiMask:
         if _is_int(key):
             run = int(key)
         elif isinstance(key, str) and key.isascii() and key.isdigit():
+            if len(key) > _MAX_DIGITS:
+                raise LumiMaskError(f"run {short_repr(key)} is outside 0..{MAX_RUN}")
             run = int(key)
         else:
-            raise LumiMaskError(f"run key {key!r} is not a non-negative integer")
+            raise LumiMaskError(f"run key {short_repr(key)} is not a non-negative integer")
         if not 0 <= run <= MAX_RUN:
-            raise LumiMaskError(f"run {key!r} is outside 0..{MAX_RUN}")
+            raise LumiMaskError(f"run {short_repr(key)} is outside 0..{MAX_RUN}")
         return run
 
     @staticmethod
     def _parse_range(key: Any, rng: Any) -> tuple[int, int]:
         if isinstance(rng, str | bytes) or not isinstance(rng, list | tuple | np.ndarray) or len(rng) != 2:
-            raise LumiMaskError(f"run {key!r}: range {rng!r} is not a [first, last] pair")
+            raise LumiMaskError(f"run {short_repr(key)}: range {short_repr(rng)} is not a [first, last] pair")
         first, last = rng[0], rng[1]
         if not (_is_int(first) and _is_int(last)):
-            raise LumiMaskError(f"run {key!r}: range {list(rng)!r} must hold two integers")
+            raise LumiMaskError(
+                f"run {short_repr(key)}: range {short_repr(list(rng))} must hold two integers"
+            )
         first, last = int(first), int(last)
+        where = f"run {short_repr(key)}: range [{short_repr(first, 24)}, {short_repr(last, 24)}]"
         if first < 0 or last < 0:
-            raise LumiMaskError(f"run {key!r}: range [{first}, {last}] has a negative lumi")
+            raise LumiMaskError(f"{where} has a negative lumi")
         if first > last:
-            raise LumiMaskError(f"run {key!r}: range [{first}, {last}] has first > last")
+            raise LumiMaskError(f"{where} has first > last")
         if last > MAX_LUMI:
-            raise LumiMaskError(f"run {key!r}: range [{first}, {last}] exceeds the largest lumi {MAX_LUMI}")
+            raise LumiMaskError(f"{where} exceeds the largest lumi {MAX_LUMI}")
         return first, last
 
     @classmethod
@@ -141,17 +150,26 @@ class LumiMask:
     @classmethod
     def from_cmssw(cls, text: str) -> LumiMask:
         """Parse CMSSW's ``lumisToProcess`` form: ``"1:1-1:33,1:35"`` (ranges within one run)."""
+        if not isinstance(text, str):
+            raise LumiMaskError(f"CMSSW lumi ranges must be a string, got {type(text).__name__}")
         starts: list[int] = []
         ends: list[int] = []
         for item in filter(None, (part.strip() for part in text.split(","))):
             match = _CMSSW_ITEM.match(item)
             if not match:
-                raise LumiMaskError(f"CMSSW lumi range {item!r} is not 'run:lumi' or 'run:first-run:last'")
+                raise LumiMaskError(
+                    f"CMSSW lumi range {short_repr(item)} is not 'run:lumi' or 'run:first-run:last'"
+                )
+            if any(len(g) > _MAX_DIGITS for g in match.groups() if g):
+                raise LumiMaskError(
+                    f"CMSSW lumi range {short_repr(item)}: a number is out of range "
+                    f"(runs 0..{MAX_RUN}, lumis 0..{MAX_LUMI})"
+                )
             run1, first = int(match[1]), int(match[2])
             run2, last = (int(match[3]), int(match[4])) if match[3] else (run1, first)
             if run1 != run2:
                 raise LumiMaskError(
-                    f"CMSSW lumi range {item!r} spans runs {run1} and {run2}; split it per run"
+                    f"CMSSW lumi range {short_repr(item)} spans runs {run1} and {run2}; split it per run"
                 )
             cls._parse_run(run1)
             cls._parse_range(str(run1), [first, last])

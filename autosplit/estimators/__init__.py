@@ -11,17 +11,48 @@
 The synthetic workloads used to test calibration live in :mod:`autosplit.sim.synthetic`.
 The estimators are scikit-learn estimators (:class:`sklearn.base.BaseEstimator`): the constructor only
 stores its parameters, ``fit(reports)`` sets the learned attributes (ending in ``_``) and returns ``self``,
-and ``get_params``, ``set_params``, ``sklearn.base.clone`` and ``repr`` work. Importing this package imports
-``sklearn.base``; reading reports (:mod:`autosplit.jobreport`) does not.
+and ``get_params``, ``set_params``, ``sklearn.base.clone`` and ``repr`` work. Importing a model imports
+``sklearn.base``; the probe helpers and reading reports (:mod:`autosplit.jobreport`) do not.
 """
 
-from autosplit.estimators._base import EstimatorError
-from autosplit.estimators.jobs import job_runtime_distribution, job_runtime_quantile
-from autosplit.estimators.probes import choose_probes, enough_probes
-from autosplit.estimators.rates import MeanRateEstimator, RatioEstimator
-from autosplit.estimators.resources import MemoryModel, OutputModel
-from autosplit.estimators.unitcost import UnitCostModel
-from autosplit.jobreport import FJRError, JobReport, JobReportError, OutputFile, read_fjr
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names are imported on first use (PEP 562): the probe helpers and the error class do not pull in
+# scikit-learn, so DAG scripts that only bind work stay quick to start.
+_LAZY = {
+    "EstimatorError": "autosplit.estimators._base",
+    "job_runtime_distribution": "autosplit.estimators.jobs",
+    "job_runtime_quantile": "autosplit.estimators.jobs",
+    "choose_probes": "autosplit.estimators.probes",
+    "enough_probes": "autosplit.estimators.probes",
+    "MeanRateEstimator": "autosplit.estimators.rates",
+    "RatioEstimator": "autosplit.estimators.rates",
+    "MemoryModel": "autosplit.estimators.resources",
+    "OutputModel": "autosplit.estimators.resources",
+    "UnitCostModel": "autosplit.estimators.unitcost",
+    "FJRError": "autosplit.jobreport",
+    "JobReport": "autosplit.jobreport",
+    "JobReportError": "autosplit.jobreport",
+    "OutputFile": "autosplit.jobreport",
+    "read_fjr": "autosplit.jobreport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autosplit.estimators' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "EstimatorError",

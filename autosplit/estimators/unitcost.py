@@ -11,10 +11,10 @@ Model. A unit ``i`` processed by job ``j`` takes ``t_ij = S_j * g(x_i) * e_ij`` 
 Fit (:meth:`UnitCostModel.fit`):
 
 1. *Shape*: the coefficients ``b`` come from a Huber-robust, relative-error, non-negative regression
-   (iteratively re-weighted non-negative least squares, ``_base.robust_nnls``). With per-unit timings each
-   unit is a row and the job factors ``S_j`` are estimated alternately (ratio of the job's seconds to its
-   predicted seconds), so site and node speed do not blur the shape. With job-level timing only (CMSSW
-   FJR), each job is a row whose terms are the sums over its units.
+   (iteratively re-weighted non-negative least squares). With per-unit timings each unit is a row and
+   the job factors ``S_j`` are estimated alternately (ratio of the job's seconds to its predicted
+   seconds), so site and node speed do not blur the shape. With job-level timing only (CMSSW FJR), each
+   job is a row whose terms are the sums over its units.
 2. *Level*: the coefficients are rescaled by the ratio estimator ``sum(seconds) / sum(predicted)`` over
    every measurement, so predictions are unbiased for the mean even though the shape fit down-weights
    heavy tails.
@@ -31,6 +31,10 @@ Fit (:meth:`UnitCostModel.fit`):
 5. *Quantiles*: out-of-fold scores ``seconds / predicted`` from the same jackknife refits give
    split-conformal per-unit quantiles (:meth:`predict_quantile`); the jackknife gives a confidence
    interval of any total (:meth:`total_seconds_interval`).
+6. *Censoring*: units cut off while they ran and jobs still running only bound their seconds from below.
+   Their ratios to the predictions, with the exact ones, give a self-consistent distribution of ratios
+   that imputes their seconds: the coefficients (and each jackknife refit) are re-levelled, the spread
+   widened, and the censored units take part in the quantile scores.
 
 Predictions are for a job whose site is unknown (the probes' site mix, or ``site_weights``), or for the
 site named by the ``destination`` parameter; :meth:`for_site` gives a fitted copy for a known destination.
@@ -38,6 +42,12 @@ site named by the ``destination`` parameter; :meth:`for_site` gives a fitted cop
 The model follows scikit-learn's estimator contract (it is a :class:`sklearn.base.BaseEstimator`): the
 constructor only stores its parameters, :meth:`fit` sets the learned attributes (ending in ``_``) and
 returns ``self``, and ``get_params``/``set_params``/``sklearn.base.clone`` work.
+
+This module holds the estimator; its fit is assembled from private modules: the terms and regression rows
+(:mod:`~autosplit.estimators._cost_rows`), the coefficient fit, jackknife and shape misfit
+(:mod:`~autosplit.estimators._cost_fit`), the censored measurements as rows
+(:mod:`~autosplit.estimators._censored_rows`) and their likelihood (:mod:`~autosplit.estimators._censored_fit`,
+on :mod:`~autosplit.estimators._censoring`).
 """
 
 from __future__ import annotations
@@ -45,7 +55,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,145 +65,39 @@ from autosplit.estimators._base import (
     EstimatorError,
     as_reports,
     check_fitted,
-    collect,
     design,
     finite_quantile,
     fold_ids,
     jackknife_variance,
-    numeric_features,
     overhead_from,
-    robust_nnls,
     t_quantile,
-    term_columns,
 )
+from autosplit.estimators._censored_fit import censored_fit
+from autosplit.estimators._censored_rows import censored_rows
+from autosplit.estimators._cost_fit import extra_folds, fit_coef, jackknife, shape_misfit
+from autosplit.estimators._cost_rows import cost_rows
 from autosplit.jobreport import JobReport
 
+#: widest relative variance a job factor may have in a quantile (cv 100: beyond it nothing is learned)
+_MAX_CV2 = 1.0e4
 
-def _fit_coef(
-    Xu: np.ndarray,
-    yu: np.ndarray,
-    ju: np.ndarray,
-    Xj: np.ndarray,
-    yj: np.ndarray,
-    n_jobs: int,
-    huber_k: float,
-    rounds: int,
-) -> np.ndarray:
-    """Coefficients (seconds per term, at the measurements' average speed) from unit rows and job rows.
 
-    ``Xu, yu, ju``: per-unit terms, seconds and job index; ``Xj, yj``: per-job summed terms and seconds of
-    jobs that only measured job totals.
+def _meaningful(predicted: np.ndarray, floor: float = 1e-2) -> np.ndarray:
+    """Predictions a ratio can be taken to: positive and at least ``floor`` of the median positive one.
+
+    A unit predicted at almost nothing (a lumi without events) that measured a few seconds has a ratio of
+    millions: as a conformal score it would make every unit's upper quantile absurd, while its seconds
+    hardly matter.
     """
-    factors = np.ones(n_jobs)
-    X = np.vstack([Xu, Xj])
-    coef = np.zeros(X.shape[1])
-    for _ in range(rounds if yu.size else 1):
-        y = np.concatenate([yu / factors[ju], yj])
-        coef = robust_nnls(X, y, huber_k=huber_k)
-        if not yu.size:
-            break
-        gu = Xu @ coef
-        num = np.bincount(ju, weights=yu, minlength=n_jobs)
-        den = np.bincount(ju, weights=gu, minlength=n_jobs)
-        seen = den > 0
-        factors = np.ones(n_jobs)
-        factors[seen] = num[seen] / den[seen]
-        factors[seen] /= num[seen].sum() / den[seen].sum()
-    predicted = (Xu @ coef).sum() + (Xj @ coef).sum()
-    total = yu.sum() + yj.sum()
-    if not predicted > 0:
-        raise EstimatorError("the cost fit predicts zero seconds for every measurement")
-    return coef * (total / predicted)
+    positive = predicted[predicted > 0]
+    if positive.size == 0:
+        return predicted > 0
+    return predicted >= floor * float(np.median(positive))
 
 
-@dataclass
-class _Rows:
-    """The measurements as regression rows.
-
-    Unit rows (jobs with per-unit timing): terms ``Xu``, seconds ``yu``, job ``ju``, events ``eu``.
-    Job rows (jobs with job-level timing only): summed terms ``Xj``, seconds ``yj``, job ``jj``, events
-    ``ej``. Jobs are numbered 0 .. n_jobs-1 in report order.
-    """
-
-    Xu: np.ndarray
-    yu: np.ndarray
-    ju: np.ndarray
-    eu: np.ndarray
-    Xj: np.ndarray
-    yj: np.ndarray
-    jj: np.ndarray
-    ej: np.ndarray
-    n_jobs: int
-
-    def job_totals(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Observed and predicted seconds of every job."""
-        observed = np.bincount(self.ju, weights=self.yu, minlength=self.n_jobs)
-        predicted = np.bincount(self.ju, weights=self.Xu @ coef, minlength=self.n_jobs)
-        observed[self.jj] = self.yj
-        predicted[self.jj] = self.Xj @ coef
-        return observed, predicted
-
-
-def _jackknife(
-    rows: _Rows, coef: np.ndarray, groups: np.ndarray, huber_k: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Refit with each group of jobs left out.
-
-    Returns the coefficients of every refit (groups x terms), each unit's out-of-fold prediction, and each
-    job's out-of-fold predicted seconds.
-    """
-    n_groups = int(groups.max()) + 1
-    coef_folds = np.empty((n_groups, coef.size))
-    unit_oof = np.empty(rows.yu.size)
-    job_oof = np.zeros(rows.n_jobs)
-    for g in range(n_groups):
-        keep_u = groups[rows.ju] != g
-        keep_j = groups[rows.jj] != g
-        if n_groups == 1:
-            coef_g = coef
-        else:
-            coef_g = _fit_coef(
-                rows.Xu[keep_u],
-                rows.yu[keep_u],
-                rows.ju[keep_u],
-                rows.Xj[keep_j],
-                rows.yj[keep_j],
-                rows.n_jobs,
-                huber_k,
-                rounds=2,
-            )
-        coef_folds[g] = coef_g
-        unit_oof[~keep_u] = rows.Xu[~keep_u] @ coef_g
-        job_oof[rows.jj[~keep_j]] = rows.Xj[~keep_j] @ coef_g
-    job_oof += np.bincount(rows.ju, weights=unit_oof, minlength=rows.n_jobs)
-    return coef_folds, unit_oof, job_oof
-
-
-def _shape_misfit(y: np.ndarray, pred: np.ndarray, events: np.ndarray, min_per_class: int = 40) -> float:
-    """Squared relative misfit of the model's shape, from out-of-fold predictions ``pred`` of ``y``.
-
-    Rows with events are split into classes of predicted seconds per event; the spread of the classes'
-    ratios ``sum(y) / sum(pred)`` beyond what their sampling noise explains is the misfit a job made of
-    similar lumis would inherit.
-    """
-    keep = (events > 0) & (pred > 0)
-    n_classes = min(int(keep.sum()) // min_per_class, 6)
-    if n_classes < 2:
-        return 0.0
-    y, pred = y[keep], pred[keep]
-    per_event = pred / events[keep]
-    edges = np.quantile(per_event, np.linspace(0, 1, n_classes + 1)[1:-1])
-    cls = np.searchsorted(edges, per_event, side="right")
-    obs_c = np.bincount(cls, weights=y, minlength=n_classes)
-    pred_c = np.bincount(cls, weights=pred, minlength=n_classes)
-    if np.any(pred_c <= 0):
-        return 0.0
-    ratio_c = obs_c / pred_c
-    noise_c = np.bincount(cls, weights=(y - ratio_c[cls] * pred) ** 2, minlength=n_classes) / pred_c**2
-    share = pred_c / pred_c.sum()
-    centre = float((share * ratio_c).sum())
-    spread = float((share * (ratio_c - centre) ** 2).sum() - (share * (1 - share) * noise_c).sum())
-    return max(spread, 0.0) / centre**2
+def _safe_exp(u: float) -> float:
+    """``exp(u)`` within float range (the quantile of an extremely wide factor stays finite)."""
+    return math.exp(min(max(u, -700.0), 700.0))
 
 
 class UnitCostModel(BaseEstimator):
@@ -294,115 +197,44 @@ class UnitCostModel(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------ fit
-    def _choose_terms(self, unit_rows: pl.DataFrame, jobs: pl.DataFrame) -> list[str]:
-        terms = (["unit"] if self.per_unit_cost else []) + ["events"]
-        # Terms beyond unit/events need per-unit feature values for every measured unit.
-        if jobs.filter(~pl.col("per_unit")).height and not self._units_complete(unit_rows, jobs):
-            if self.features not in ("auto", [], ()):
-                raise EstimatorError(
-                    "features were requested but some job-level reports lack per-unit events/features; "
-                    "pass the dataset's units table to fit(reports, units=...)"
-                )
-            return terms
-        if self.features == "auto":
-            # A feature known for at least 90 % of the measured units; the others take its mean.
-            wanted = [
-                f for f in numeric_features(unit_rows) if unit_rows[f].null_count() <= 0.1 * unit_rows.height
-            ]
-        else:
-            wanted = list(self.features)
-            for f in wanted:
-                if f not in unit_rows.columns or unit_rows[f].null_count() == unit_rows.height:
-                    raise EstimatorError(f"feature {f!r} is missing for the measured units")
-        for f in wanted:
-            terms.append(f"events*{f}")
-            if self.quadratic:
-                terms.append(f"events*{f}^2")
-        has_bytes = "bytes" in unit_rows.columns and unit_rows["bytes"].null_count() == 0
-        if self.use_bytes is True and not has_bytes:
-            raise EstimatorError("use_bytes=True but the measured units have no 'bytes'")
-        if has_bytes and self.use_bytes and float(unit_rows["bytes"].cast(pl.Float64).sum()) > 0:
-            terms.append("bytes")
-        return terms
-
-    @staticmethod
-    def _units_complete(unit_rows: pl.DataFrame, jobs: pl.DataFrame) -> bool:
-        job_level = jobs.filter(~pl.col("per_unit"))["job"]
-        rows = unit_rows.filter(pl.col("job").is_in(job_level.implode()))
-        n_units = int(jobs.filter(~pl.col("per_unit"))["n_units"].sum())
-        return rows.height == n_units and n_units > 0 and rows["events"].null_count() == 0
-
-    def _rows(self, reports: list[JobReport], units: Any) -> tuple[_Rows, list[str], pl.DataFrame]:
-        """Regression rows, terms and the table of the jobs used (in job order)."""
-        jobs, unit_rows = collect(reports, units)
-        unit_jobs = jobs.filter(pl.col("per_unit") & (pl.col("n_units") > 0))
-        job_jobs = jobs.filter(
-            ~pl.col("per_unit")
-            & pl.col("ok")
-            & pl.col("seconds").is_not_null()
-            & pl.col("events").is_not_null()
-            & (pl.col("n_units") > 0)
-        )
-        used = pl.concat([unit_jobs, job_jobs]).sort("job")
-        if used.height == 0:
-            raise EstimatorError(
-                f"none of the {len(reports)} reports measured processing time and events for processed units"
-            )
-        unit_rows = unit_rows.filter(pl.col("job").is_in(used["job"].implode()))
-        terms = self._choose_terms(unit_rows, used)
-        self.feature_fill_ = {
-            c: float(unit_rows[c].cast(pl.Float64).mean() or 0.0)
-            for t in terms
-            for c in term_columns(t)
-            if c in unit_rows.columns
-        }
-        remap = np.full(len(reports), -1, dtype=np.int64)
-        remap[used["job"].to_numpy()] = np.arange(used.height)
-        n_jobs = used.height
-
-        in_unit_mode = unit_rows["job"].is_in(unit_jobs["job"].implode())
-        urows = unit_rows.filter(in_unit_mode)
-        jrows = unit_rows.filter(~in_unit_mode)
-        jj = remap[job_jobs["job"].to_numpy()]
-        if not job_jobs.height:
-            Xj = np.zeros((0, len(terms)))
-        elif jrows.height == int(job_jobs["n_units"].sum()) and not jrows["events"].null_count():
-            # Job-level rows: the sums of their units' terms.
-            summed = np.zeros((n_jobs, len(terms)))
-            np.add.at(summed, remap[jrows["job"].to_numpy()], design(jrows, terms, self.feature_fill_))
-            Xj = summed[jj]
-        else:  # only the job's unit count and events are known (terms are then unit and events)
-            known = {"unit": job_jobs["n_units"].to_numpy(), "events": job_jobs["events"].to_numpy()}
-            Xj = np.column_stack([known[t] for t in terms]).astype(np.float64)
-        rows = _Rows(
-            Xu=design(urows, terms, self.feature_fill_),
-            yu=urows["seconds"].to_numpy().astype(np.float64),
-            ju=remap[urows["job"].to_numpy()],
-            eu=urows["events"].cast(pl.Float64).to_numpy(),
-            Xj=Xj,
-            yj=job_jobs["seconds"].to_numpy().astype(np.float64),
-            jj=jj,
-            ej=job_jobs["events"].cast(pl.Float64).to_numpy(),
-            n_jobs=n_jobs,
-        )
-        if rows.yu.sum() + rows.yj.sum() <= 0:
-            raise EstimatorError("the reports measured zero processing seconds in total")
-        return rows, terms, used
-
-    def fit(self, reports: Iterable[JobReport], units: Any = None) -> UnitCostModel:
+    def fit(
+        self, reports: Iterable[JobReport], units: Any = None, censored: pl.DataFrame | None = None
+    ) -> UnitCostModel:
         """Learn from job reports (probe or processing jobs); returns ``self``.
 
         ``units`` (a Dataset or its units table) supplies unit features by (run, lumi) for reports that
-        carry only run and lumi (CMSSW FJRs). Reports with per-unit seconds contribute every processed
-        unit (whatever the job's exit); reports with job-level timing only contribute when the job
-        succeeded and measured its processing time and events.
+        carry only run and lumi (CMSSW FJRs), and for censored units. Reports with per-unit seconds
+        contribute every processed unit (whatever the job's exit); reports with job-level timing only
+        contribute when the job succeeded and measured its processing time and events.
+
+        Right-censored measurements (module docstring, step 6) come from two places:
+
+        * every report's ``in_progress`` unit: it took at least ``seconds`` at its job's speed (looked up
+          in ``units``; left out, with a warning, when ``units`` is not given);
+        * ``censored``: a polars DataFrame of jobs still running, one row per unit, with columns ``group``
+          (int, one value per job), ``run``, ``lumi`` (the unit, looked up in ``units``),
+          ``seconds_at_least`` (float, the same on every row of a group: the group's units have taken at
+          least this many seconds in total, e.g. the time its job has been running) and optionally
+          ``site`` (str, where it runs; unknown sites count with factor 1).
         """
         reports = as_reports(reports)
-        rows, terms, used = self._rows(reports, units)
+        rows, terms, used, self.feature_fill_ = cost_rows(
+            reports,
+            units,
+            features=self.features,
+            per_unit_cost=self.per_unit_cost,
+            quadratic=self.quadratic,
+            use_bytes=self.use_bytes,
+        )
         n_jobs = rows.n_jobs
-        coef = _fit_coef(rows.Xu, rows.yu, rows.ju, rows.Xj, rows.yj, n_jobs, self.huber_k, rounds=3)
+        # Called from here, so that its warnings (stacklevel=3) point at the caller of fit.
+        cens = censored_rows(reports, units, censored, used, terms, self.feature_fill_)
+        coef = fit_coef(rows.Xu, rows.yu, rows.ju, rows.Xj, rows.yj, n_jobs, self.huber_k, rounds=3)
         groups = fold_ids(n_jobs, self.max_folds, self.random_state)
-        coef_folds, unit_oof, job_oof = _jackknife(rows, coef, groups, self.huber_k)
+        extra_groups, n_folds = extra_folds(
+            int(groups.max()) + 1, cens.n_extra, self.max_folds, self.random_state
+        )
+        coef_folds, unit_oof, job_oof = jackknife(rows, coef, groups, self.huber_k, n_folds)
 
         # ---------------------------------------------------------------- unit noise
         observed, predicted = rows.job_totals(coef)
@@ -428,8 +260,15 @@ class UnitCostModel(BaseEstimator):
         n_sites = len(names)
         site_pred = np.bincount(site_of, weights=predicted, minlength=n_sites)
         raw = np.bincount(site_of, weights=observed, minlength=n_sites) / site_pred
-        excess = (ratio / raw[site_of] - 1.0) ** 2 - unit_cv2 * herfindahl
-        node_cv2 = max(float(excess.sum()) / (n_jobs - n_sites), 0.0) if n_jobs > n_sites else 0.0
+        # A job predicted at 0 s (only zero-event lumis, or features the fit gave no weight) that still
+        # measured seconds has no finite ratio: it says nothing about the node spread and is left out.
+        spread_jobs = (predicted > 0) & np.isfinite(ratio) & (raw[site_of] > 0)
+        relative = ratio[spread_jobs] / raw[site_of][spread_jobs] - 1.0
+        excess = relative**2 - unit_cv2 * herfindahl[spread_jobs]
+        n_spread = int(spread_jobs.sum())
+        node_cv2 = max(float(excess.sum()) / (n_spread - n_sites), 0.0) if n_spread > n_sites else 0.0
+        if not math.isfinite(node_cv2):
+            node_cv2 = 0.0
         job_var = node_cv2 + unit_cv2 * herfindahl
         raw_var = np.bincount(site_of, weights=predicted**2 * job_var, minlength=n_sites) / site_pred**2
         share = site_pred / site_pred.sum()
@@ -441,6 +280,29 @@ class UnitCostModel(BaseEstimator):
         factors = 1.0 + shrink * (raw - 1.0)
         nu = n_jobs - n_sites
         inflate = min(nu / (nu - 2.0), 3.0) if nu > 3 else 3.0
+
+        # ---------------------------------------------------------------- censored measurements
+        censoring = None
+        if not cens.empty:
+            # Ratios are taken at each job's site speed (its site's factor); a node's own speed stays in
+            # the unit noise: a job's ratio measured on the same few units would hide their tail.
+            censoring = censored_fit(
+                rows,
+                coef,
+                coef_folds,
+                np.concatenate([groups, extra_groups]),
+                cens,
+                factors[site_of],
+                dict(zip(names, factors.tolist(), strict=True)) if self.site_factors else {},
+            )
+        if censoring is not None:
+            coef = coef * censoring.level
+            coef_folds = coef_folds * censoring.level_folds[:, None]
+            if rows.yu.size:
+                unit_cv2 += censoring.extra_cv2
+            else:
+                node_cv2 += censoring.extra_cv2
+        level = censoring.level if censoring is not None else 1.0
 
         # ---------------------------------------------------------------- parameters and shape
         # Parameter uncertainty of a prediction for a row like those measured: the jackknife variance
@@ -456,10 +318,16 @@ class UnitCostModel(BaseEstimator):
             rows_var = (k - 1) / k * np.einsum("ij,jk,ik->i", X_all, spread.T @ spread, X_all)
             positive = rows_pred > 0
             param_cv2 = float((rows_var[positive] / rows_pred[positive]).sum() / rows_pred[positive].sum())
+        level_cv2 = censoring.level_cv2 if censoring is not None else 0.0
+        param_cv2 += level_cv2
         if rows.yu.size:
-            shape_cv2 = _shape_misfit(rows.yu / ratio[rows.ju], unit_oof, rows.eu)
+            # Each unit's seconds at its job's speed. A job that measured no seconds (only zero-event
+            # lumis) has speed 0: its units say nothing about the shape and are left out.
+            speed = ratio[rows.ju]
+            timed = speed > 0
+            shape_cv2 = shape_misfit(rows.yu[timed] / speed[timed], unit_oof[timed], rows.eu[timed])
         else:
-            shape_cv2 = _shape_misfit(rows.yj, job_oof[rows.jj], rows.ej, min_per_class=10)
+            shape_cv2 = shape_misfit(rows.yj, job_oof[rows.jj], rows.ej, min_per_class=10)
 
         # ---------------------------------------------------------------- store
         self.terms_ = list(terms)
@@ -479,10 +347,18 @@ class UnitCostModel(BaseEstimator):
         self.site_shares_ = {name: float(s) for name, s in zip(names, share, strict=True)}
         self.overhead_seconds_ = overhead_from(used)
         if rows.yu.size:
-            scores = rows.yu / np.where(unit_oof > 0, unit_oof, np.nan)
+            scores = rows.yu / np.where(_meaningful(unit_oof), unit_oof, np.nan)
         else:
-            scores = rows.yj / np.where(job_oof[rows.jj] > 0, job_oof[rows.jj], np.nan)
+            oof = job_oof[rows.jj]
+            scores = rows.yj / np.where(_meaningful(oof), oof, np.nan)
+        if censoring is not None:
+            # Relative to the re-levelled predictions; the censored units by draws from their posteriors.
+            scores = np.concatenate([scores / level, censoring.draws / level])
         self.scores_ = np.sort(scores[np.isfinite(scores)])
+        self.censoring_factor_ = level
+        self.censoring_cv_ = math.sqrt(level_cv2)
+        self.n_censored_units_ = censoring.n_singles if censoring is not None else 0
+        self.n_censored_groups_ = censoring.n_groups if censoring is not None else 0
         events_total = float(used["events"].sum() or 0)
         self.seconds_per_event_ = float(observed.sum() / events_total) if events_total > 0 else math.nan
         # Diagnostic: out-of-fold job z-scores under the planner's normal model (rms ~ 1 when calibrated).
@@ -536,28 +412,31 @@ class UnitCostModel(BaseEstimator):
 
         factors, weights = self._site_mixture()
         cv2 = self.node_cv_**2 + self.param_cv_**2 + self.shape_cv_**2
-        sigma = math.sqrt(math.log1p(cv2))
+        if not math.isfinite(cv2):
+            cv2 = _MAX_CV2
+        sigma = math.sqrt(math.log1p(min(cv2, _MAX_CV2)))
         if sigma == 0:
             order = np.argsort(factors)
-            return float(factors[order][np.searchsorted(np.cumsum(weights[order]), q)])
+            at = int(np.searchsorted(np.cumsum(weights[order]), q))
+            return float(factors[order][min(at, factors.size - 1)])
         cdf = NormalDist().cdf
 
-        def below(x: float) -> float:
-            return sum(
-                w * cdf((math.log(x / f) + sigma**2 / 2) / sigma)
-                for f, w in zip(factors, weights, strict=True)
-            )
+        # Work in log x throughout: exp() of a wide spread under- or overflows (a zero x has no log).
+        log_f = np.log(np.maximum(factors, 1e-12))
+
+        def below_log(u: float) -> float:
+            return sum(w * cdf((u - lf + sigma**2 / 2) / sigma) for lf, w in zip(log_f, weights, strict=True))
 
         from scipy.optimize import brentq
 
         # The root of below(x) = q, in log x, between 10 sigma below the slowest site and above the fastest.
-        low = math.log(float(factors.min())) - 10 * sigma
-        high = math.log(float(factors.max())) + 10 * sigma
-        if below(math.exp(high)) <= q:
-            return math.exp(high)
-        if below(math.exp(low)) >= q:
-            return math.exp(low)
-        return math.exp(brentq(lambda u: below(math.exp(u)) - q, low, high, xtol=1e-12))
+        low = float(log_f.min()) - 10 * sigma
+        high = float(log_f.max()) + 10 * sigma
+        if below_log(high) <= q:
+            return _safe_exp(high)
+        if below_log(low) >= q:
+            return _safe_exp(low)
+        return _safe_exp(brentq(lambda u: below_log(u) - q, low, high, xtol=1e-12))
 
     @property
     def shared_cv(self) -> float:
@@ -617,9 +496,10 @@ class UnitCostModel(BaseEstimator):
         k = totals.size
         if k < 2:
             return 0.0, estimate, math.inf
-        half = t_quantile(confidence or self.confidence, k - 1) * math.sqrt(
-            float(jackknife_variance(totals[:, None])[0])
-        )
+        # Models pickled before censoring was learned have no censoring_cv_.
+        censoring = getattr(self, "censoring_cv_", 0.0) * estimate
+        variance = float(jackknife_variance(totals[:, None])[0]) + censoring**2
+        half = t_quantile(confidence or self.confidence, k - 1) * math.sqrt(variance)
         return max(estimate - half, 0.0), estimate, estimate + half
 
     # ------------------------------------------------------------------ views
@@ -648,4 +528,10 @@ class UnitCostModel(BaseEstimator):
             "jobs": self.n_jobs_,
             "units": self.n_units_,
             "job_z_rms": self.job_z_rms_,
+            "censoring": {
+                "factor": getattr(self, "censoring_factor_", 1.0),
+                "cv": getattr(self, "censoring_cv_", 0.0),
+                "units": getattr(self, "n_censored_units_", 0),
+                "groups": getattr(self, "n_censored_groups_", 0),
+            },
         }

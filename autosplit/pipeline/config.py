@@ -36,6 +36,7 @@ has a default)::
     max_unit_failures = 2             # a unit failing this often is quarantined
     memory_mb = 2000
     grace_seconds = 60                # SIGTERM -> SIGKILL grace at the hard limit
+    # checkpoint_interval = "30m"     # jobs whose code calls job.on_checkpoint(...) commit outputs this often
     abort_fraction = 0.9              # abort the task when this fraction of a stage's jobs failed ...
     abort_min_jobs = 10               # ... once at least this many of them have ended
 
@@ -48,20 +49,25 @@ has a default)::
 
     [backend]
     kind = "local"                    # or "condor"
-    max_jobs = 2                      # local: jobs at once (default: the number of cores)
+    max_jobs = 2                      # local: jobs at once (default: the number of cores; condor: no limit)
     site = "local"
+    # job_python = "/cvmfs/.../bin/python3"   # condor: the payload's interpreter on the execute host
+    # sandbox_limit_mb = 100; sandbox_exclude = ["*.root"]; transfer_inputs = true
+    # site_attribute = "GLIDEIN_CMSSite"; sites_whitelist = []; sites_blacklist = []; overflow_after = "6h"
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
+from autosplit._io import one_line, read_input_bytes, read_input_text, short_repr
 from autosplit.errors import AutosplitError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -74,21 +80,54 @@ class ConfigError(AutosplitError, ValueError):
     """The task configuration is invalid; the message names the key and how to fix it."""
 
 
-def parse_duration(value: Any, key: str) -> float:
-    """Seconds from a number or a string like ``"8h"``, ``"90m"``, ``"2h30m"``, ``"45s"``."""
+def _human_seconds(seconds: float) -> str:
+    """``604800`` -> ``'7 days'``, ``3600`` -> ``'1 h'``, ``90`` -> ``'90 s'``."""
+    for size, unit in ((86400, "days"), (3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {'day' if unit == 'days' and count == 1 else unit}"
+    return f"{seconds:g} s"
+
+
+def parse_duration(
+    value: Any, key: str, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """Seconds from a number or a string like ``"8h"``, ``"90m"``, ``"2h30m"``, ``"45s"``.
+
+    The result is finite; without ``minimum`` it must be longer than 0 seconds, with it at least ``minimum``;
+    with ``maximum`` at most that. Errors name ``key`` and the allowed range.
+    """
+    shown = short_repr(value)
     if isinstance(value, bool):
-        raise ConfigError(f"{key} = {value!r}: expected seconds or a duration like '8h' or '90m'")
+        raise ConfigError(f"{key} = {shown}: expected seconds or a duration like '8h' or '90m'")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond float range
+            seconds = math.inf
     elif (
-        isinstance(value, str) and value.strip() and (match := _DURATION.match(value)) and any(match.groups())
+        isinstance(value, str)
+        and value.strip()
+        and len(value) <= 64
+        and (match := _DURATION.match(value))
+        and any(match.groups())
     ):
         hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs
     else:
-        raise ConfigError(f"{key} = {value!r}: expected seconds or a duration like '8h', '90m', '2h30m'")
-    if not seconds > 0:
-        raise ConfigError(f"{key} = {value!r}: must be longer than 0 seconds")
+        raise ConfigError(f"{key} = {shown}: expected seconds or a duration like '8h', '90m', '2h30m'")
+    low_ok = seconds > 0 if minimum is None else seconds >= minimum
+    high_ok = maximum is None or seconds <= maximum
+    if not (math.isfinite(seconds) and low_ok and high_ok):
+        if minimum is not None and maximum is not None:
+            allowed = f"between {_human_seconds(minimum)} and {_human_seconds(maximum)}"
+        elif maximum is not None:
+            allowed = f"longer than 0 seconds and at most {_human_seconds(maximum)}"
+        elif minimum is not None:
+            allowed = f"finite and at least {_human_seconds(minimum)}"
+        else:
+            allowed = "a finite duration longer than 0 seconds"
+        raise ConfigError(f"{key} = {shown}: must be {allowed}")
     return seconds
 
 
@@ -113,38 +152,54 @@ class CodeSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class SplittingSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     target_runtime: float | str = "8h"
-    alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 0.05
-    max_tails: Annotated[int, msgspec.Meta(ge=0, le=20)] = 3
-    probes: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    alpha: float = 0.05
+    max_tails: int = 3
+    probes: int | None = None
     probe_seconds: float | str = "15m"
-    probe_fraction: Annotated[float, msgspec.Meta(gt=0, le=0.5)] = 0.02
-    rel_precision: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.10
-    max_output_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    max_files_per_job: Annotated[int, msgspec.Meta(gt=0)] | None = None
-    slots: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    probe_fraction: float = 0.02
+    rel_precision: float = 0.10
+    max_output_bytes: int | None = None
+    max_files_per_job: int | None = None
+    slots: int | None = None
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 1
-    max_unit_failures: Annotated[int, msgspec.Meta(ge=1, le=10)] = 2
-    memory_mb: Annotated[int, msgspec.Meta(gt=0)] = 2000
+    retries: int = 1
+    max_unit_failures: int = 2
+    memory_mb: int = 2000
     grace_seconds: float | str = 60.0
-    abort_fraction: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.9
-    abort_min_jobs: Annotated[int, msgspec.Meta(ge=1)] = 10
+    checkpoint_interval: float | str | None = None
+    abort_fraction: float = 0.9
+    abort_min_jobs: int = 10
 
 
 class OutputSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     destination: str = "outputs"
     stage_out: Literal["direct", "aso"] = "direct"
     temp_root: str = "site-temp"
-    temp_budget_bytes: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    temp_budget_bytes: int | None = None
     transfer_timeout: float | str = "6h"
 
 
 class BackendSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: Literal["local", "condor"] = "local"
-    max_jobs: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    max_jobs: int | None = None
     site: str = "local"
+    # condor only (autosplit.backends.condor_submit): no shared filesystem, jobs get what HTCondor transfers.
+    job_python: str = (
+        "python3"  # the payload's interpreter on the execute host (needs msgspec + the code's deps)
+    )
+    sandbox_limit_mb: float = 100.0  # the user's code directory, packed, at most this big
+    sandbox_exclude: list[str] = []  # extra glob patterns left out of the sandbox
+    transfer_inputs: bool = True  # input files that are local paths travel with the job
+    site_attribute: str = "GLIDEIN_CMSSite"  # machine attribute naming a slot's site
+    sites_whitelist: list[str] = []
+    sites_blacklist: list[str] = []
+    overflow_after: float | str | None = None  # after a job is idle this long, any allowed site may run it
+    chirp_interval: float = 30.0  # seconds between progress updates published into the job ad
+    bind_defer_seconds: int | None = (
+        None  # a chain node waiting for work asks again after this (local 2, condor 60)
+    )
 
 
 class TaskConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -194,6 +249,92 @@ class TaskConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return msgspec.to_builtins(self)
 
 
+# Allowed range of every number, checked after the TOML is read: (section, key, low, high, low_open, high_open,
+# unit). Durations (seconds; strings like "2h30m" too) are in DURATIONS.
+_DAY = 86400.0
+RANGES: tuple[tuple[str, str, float, float, bool, bool, str], ...] = (
+    # alpha far from 0: the planner's normal quantile of 1 - alpha is finite and sane (3.7 sigma at 1e-4).
+    ("splitting", "alpha", 1e-4, 0.5, False, True, ""),
+    ("splitting", "max_tails", 0, 20, False, False, ""),
+    ("splitting", "probes", 1, 10_000, False, False, ""),
+    ("splitting", "probe_fraction", 1e-6, 0.5, False, False, ""),
+    ("splitting", "rel_precision", 1e-3, 0.9, False, False, ""),
+    ("splitting", "max_output_bytes", 1e6, 1e15, False, False, " bytes"),
+    ("splitting", "max_files_per_job", 1, 100_000, False, False, ""),
+    ("splitting", "slots", 1, 1_000_000, False, False, ""),
+    ("limits", "retries", 0, 10, False, False, ""),
+    ("limits", "max_unit_failures", 1, 10, False, False, ""),
+    ("limits", "memory_mb", 16, 1_048_576, False, False, " MB"),
+    ("limits", "abort_fraction", 0, 1, True, False, ""),
+    ("limits", "abort_min_jobs", 1, 1_000_000, False, False, ""),
+    ("output", "temp_budget_bytes", 1e6, 1e18, False, False, " bytes"),
+    ("backend", "max_jobs", 1, 100_000, False, False, ""),
+    ("backend", "sandbox_limit_mb", 0.001, 10_000, False, False, " MB"),
+    ("backend", "chirp_interval", 0.5, 86400, False, False, " s"),
+    ("backend", "bind_defer_seconds", 1, 3600, False, False, " s"),
+)
+#: (section, key, shortest, longest) in seconds. target_runtime's floor is 1 s, not a minute: the pipeline's
+#: own end-to-end tests and the demo run with targets of a few seconds.
+DURATIONS: tuple[tuple[str, str, float, float], ...] = (
+    ("splitting", "target_runtime", 1.0, 7 * _DAY),
+    ("splitting", "probe_seconds", 0.1, _DAY),
+    ("limits", "grace_seconds", 0.0, 3600.0),
+    ("limits", "checkpoint_interval", 1.0, _DAY),
+    ("output", "transfer_timeout", 1.0, 7 * _DAY),
+)
+#: Durations that may be left out (None).
+OPTIONAL_DURATIONS: tuple[tuple[str, str, float, float], ...] = (
+    ("backend", "overflow_after", 0.0, 30 * _DAY),
+)
+
+
+def _check_ranges(config: TaskConfig, origin: str) -> None:
+    """Every number finite and inside its range; one line naming the key and the allowed range otherwise."""
+    for section_name, name, minimum, maximum in DURATIONS:
+        section = getattr(config, section_name)
+        if getattr(section, name) is None:  # optional durations (checkpoint_interval)
+            continue
+        try:
+            seconds = parse_duration(
+                getattr(section, name), f"[{section_name}] {name}", minimum=minimum, maximum=maximum
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        setattr(section, name, seconds)
+    for section_name, name, minimum, maximum in OPTIONAL_DURATIONS:
+        section = getattr(config, section_name)
+        if getattr(section, name) is None:
+            continue
+        try:
+            seconds = parse_duration(
+                getattr(section, name), f"[{section_name}] {name}", minimum=minimum, maximum=maximum
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        setattr(section, name, seconds)
+    for section_name, name, low, high, low_open, high_open, unit in RANGES:
+        value = getattr(getattr(config, section_name), name)
+        if value is None:
+            continue
+        inside = (
+            isinstance(value, int | float)
+            and math.isfinite(value)
+            and (low < value if low_open else low <= value)
+            and (value < high if high_open else value <= high)
+        )
+        if not inside:
+            left, right = ("(" if low_open else "["), (")" if high_open else "]")
+            raise ConfigError(
+                f"{origin}: [{section_name}] {name} = {short_repr(value)}: must be in "
+                f"{left}{_number(low)}, {_number(high)}{right}{unit}"
+            )
+
+
+def _number(value: float) -> str:
+    """A range bound as the TOML a user would write: ``1_048_576``, ``0.0001``."""
+    return f"{int(value):_}" if float(value).is_integer() else f"{value:g}"
+
+
 def _where(path: str) -> str:
     """``$.splitting.alpha`` -> ``[splitting] alpha``."""
     parts = [p for p in path.removeprefix("$").split(".") if p]
@@ -225,21 +366,28 @@ def load_config(path: str | os.PathLike[str]) -> TaskConfig:
     """Read and validate a task TOML file; relative paths are resolved against the file's directory."""
     path = Path(path)
     origin = str(path)
+    text = read_input_text(path, ConfigError, "task TOML", missing=f"{origin}: no such task file")
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{origin}: no such task file") from None
+        raw = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{origin}: not valid TOML (nested too deeply to read)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{origin}: not valid TOML ({exc})") from None
+        raise ConfigError(f"{origin}: not valid TOML ({one_line(str(exc))})") from None
+    except ValueError:  # an integer with more digits than Python converts
+        raise ConfigError(f"{origin}: not valid TOML (a number has too many digits)") from None
     return config_from_dict(raw, base=path.parent.resolve(), origin=origin)
 
 
 def config_from_dict(raw: dict[str, Any], *, base: Path, origin: str = "task configuration") -> TaskConfig:
     """Validate a configuration given as nested dicts (the TOML's structure); paths relative to ``base``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: a task configuration is a table of sections, got {type(raw).__name__}")
     try:
         config = msgspec.convert(raw, type=TaskConfig)
     except msgspec.ValidationError as exc:
         raise _explain(exc, origin) from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: a value is nested too deeply") from None
     return _finish(config, base, origin)
 
 
@@ -256,17 +404,7 @@ def _finish(config: TaskConfig, base: Path, origin: str) -> TaskConfig:
         )
     if code.callable and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", code.callable):
         raise ConfigError(f"{origin}: [code] callable = {code.callable!r}: expected 'module:function'")
-    durations = (
-        (config.splitting, "target_runtime", "[splitting] target_runtime"),
-        (config.splitting, "probe_seconds", "[splitting] probe_seconds"),
-        (config.limits, "grace_seconds", "[limits] grace_seconds"),
-        (config.output, "transfer_timeout", "[output] transfer_timeout"),
-    )
-    for section, name, key in durations:
-        try:
-            setattr(section, name, parse_duration(getattr(section, name), key))
-        except ConfigError as exc:
-            raise ConfigError(f"{origin}: {exc}") from None
+    _check_ranges(config, origin)
     if config.splitting.probe_seconds >= config.splitting.target_runtime:
         raise ConfigError(
             f"{origin}: [splitting] probe_seconds must be shorter than target_runtime "
@@ -287,6 +425,21 @@ def _finish(config: TaskConfig, base: Path, origin: str) -> TaskConfig:
     if config.dataset.features:
         config.dataset.features = resolve(config.dataset.features)
     config.code.path = resolve(config.code.path)
+    backend = config.backend
+    if os.sep in backend.job_python and not os.path.isabs(os.path.expanduser(backend.job_python)):
+        backend.job_python = resolve(backend.job_python)
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", backend.site_attribute):
+        raise ConfigError(
+            f"{origin}: [backend] site_attribute = {backend.site_attribute!r}: not a ClassAd name"
+        )
+    for key in ("sites_whitelist", "sites_blacklist"):
+        for name in getattr(backend, key):
+            if not (isinstance(name, str) and re.match(r"^[A-Za-z0-9_.-]{1,100}$", name)):
+                raise ConfigError(f"{origin}: [backend] {key}: {short_repr(name)} is not a site name")
+    if any(ch.isspace() or ch in "\"'" for ch in backend.job_python) or not backend.job_python:
+        raise ConfigError(
+            f"{origin}: [backend] job_python = {backend.job_python!r}: a path without blanks or quotes"
+        )
     if code.executable:
         first = code.executable[0]
         if os.sep in first and not os.path.isabs(first):
@@ -306,7 +459,9 @@ def dump_config(config: TaskConfig) -> str:
 
 def read_resolved(path: str | os.PathLike[str]) -> TaskConfig:
     """Read the resolved configuration stored in a task directory by :func:`dump_config`."""
+    data = read_input_bytes(path, ConfigError, "stored task configuration")
     try:
-        return msgspec.json.decode(Path(path).read_bytes(), type=TaskConfig)
-    except (OSError, msgspec.DecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the task's stored configuration ({exc})") from None
+        return msgspec.json.decode(data, type=TaskConfig)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        reason = one_line(str(exc)) if isinstance(exc, msgspec.DecodeError) else "nested too deeply"
+        raise ConfigError(f"{path}: cannot read the task's stored configuration ({reason})") from None

@@ -191,7 +191,6 @@ def dryrun(
     """Probe, fit, plan and predict; see the module docstring. ``budget_seconds`` bounds the probing."""
     from autosplit.estimators import choose_probes, enough_probes
     from autosplit.estimators.probes import probe_budget
-    from autosplit.pipeline.predag import fit_models, processing_plan
 
     say = progress or (lambda text: None)
     started = time.monotonic()
@@ -267,7 +266,7 @@ def dryrun(
             + (f"; errors: {'; '.join(messages)[:500]}" if messages else "")
             + " (check the code with 'autosplit wrapper' on one job, or raise --budget)"
         )
-    plan = processing_plan(config, dataset, models)
+    plan = full_size_plan(config, dataset, models)
     result = DryrunResult(config, dataset, reports, models, plan, rounds, spent)
     if int((plan.assignment < 0).sum()):
         result.notes.append(
@@ -279,6 +278,39 @@ def dryrun(
         say(f"simulating the task on {slots} slot(s)")
         result.makespan = predict_makespan(result, slots)
     return result
+
+
+def fit_models(config: TaskConfig, dataset: Dataset, reports: list[JobReport]) -> dict[str, Any]:
+    """The cost model (required) and the output and memory models (when the reports measured them), fitted
+    as the task's scheduler fits its cost model."""
+    from autosplit.estimators import MemoryModel, OutputModel, UnitCostModel
+
+    alpha = config.splitting.alpha
+    models: dict[str, Any] = {"cost": UnitCostModel(match_quantile=1.0 - alpha).fit(reports, units=dataset)}
+    for name, cls in (("output", OutputModel), ("memory", MemoryModel)):
+        try:
+            models[name] = cls().fit(reports, units=dataset)
+        except AutosplitError:
+            pass
+    return models
+
+
+def full_size_plan(config: TaskConfig, dataset: Dataset, models: dict[str, Any]) -> Any:
+    """The dataset packed into full-size jobs (the scheduler's jobs while much work is left: ``(1 - alpha)``
+    runtime quantile within the target, the configured caps); the last jobs of a real task are smaller."""
+    import warnings
+
+    import autosplit as asp
+    from autosplit.errors import OversizedUnitsWarning
+
+    caps: dict[str, Any] = {"max_files_per_job": config.splitting.max_files_per_job}
+    if config.splitting.max_output_bytes and "output" in models:
+        caps.update(
+            max_output_bytes=config.splitting.max_output_bytes, output_bytes_per_event=models["output"]
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OversizedUnitsWarning)
+        return asp.plan(dataset, models["cost"], config.target_seconds, config.splitting.alpha, **caps)
 
 
 def _last_line(report: JobReport) -> str:

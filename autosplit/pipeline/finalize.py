@@ -1,4 +1,4 @@
-"""``autosplit finalize TASK $DAG_STATUS`` — the FINAL node's PRE script: close the ledger.
+"""``python -I -m autosplit.pipeline.finalize TASK $DAG_STATUS`` — the FINAL node's PRE script: close the ledger.
 
 Runs once the DAG has ended, however it ended (DAGMan runs FINAL nodes after success, failure, abort and
 removal). Units still pending or held by a job are quarantined with a reason that says why, so every unit of
@@ -24,8 +24,13 @@ DAG_STATUS_NAMES = {
 
 
 def run_finalize(task: TaskDir, dag_status: int) -> tuple[int, dict[str, int]]:
+    """Close the task's scheduling: jobs bound but never reported are cancelled, units not done are
+    quarantined with the reason the DAG ended; returns (exit code, unit counts)."""
+    from autosplit.pipeline.scheduling import session
+
     task.require()
-    with task.ledger() as ledger:
+    with session(task) as s:
+        ledger = s.ledger
         killed = ledger.get_meta("killed") is not None
         if killed:
             reason = "the task was killed before this unit was processed"
@@ -36,13 +41,9 @@ def run_finalize(task: TaskDir, dag_status: int) -> tuple[int, dict[str, int]]:
             error = ledger.get_meta("error")
             if error:
                 reason += f": {error}"
-        leftover = ledger.units()
-        open_ids = (
-            leftover.filter(leftover["state"].is_in(["pending", "assigned"]))["unit_id"].to_list()
-            if leftover.height
-            else []
-        )
-        ledger.quarantine(open_ids, reason, only_states=("pending", "assigned"))
+        cancelled = s.scheduler.close(reason, time.time())
+        ledger.record_changes(s.changes(), cancelled=cancelled, outcome="killed" if killed else "cancelled")
+        s.save()
         counts = ledger.unit_counts()
         state = (
             "killed"
@@ -53,10 +54,16 @@ def run_finalize(task: TaskDir, dag_status: int) -> tuple[int, dict[str, int]]:
             state = "failed"
         ledger.set_meta(state=state, finished=str(time.time()), dag_status=str(dag_status))
     (task.root / "transfers.stop").touch()  # the stage-out agent, if any, exits once idle
+    task.closed_marker.touch()
     return (0 if counts["done"] == counts["total"] else 1), counts
 
 
-def main(task_dir: str, dag_status: str) -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 2):
+        print("usage: python -m autosplit.pipeline.finalize TASK_DIR [DAG_STATUS]", file=sys.stderr)
+        return 2
+    task_dir, dag_status = args[0], (args[1] if len(args) == 2 else "0")
     try:
         status = int(dag_status)
     except ValueError:
@@ -68,3 +75,7 @@ def main(task_dir: str, dag_status: str) -> int:
         file=sys.stderr,
     )
     return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

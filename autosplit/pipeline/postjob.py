@@ -1,21 +1,25 @@
-"""``autosplit postjob TASK NODE $RETURN $RETRY $MAX_RETRIES`` — the POST script of every job node.
+"""``python -I -m autosplit.pipeline.postjob TASK NODE $RETURN $RETRY $MAX_RETRIES`` — every job's POST script.
 
-It reads the job's report, checks it against the job's assignment, classifies the attempt
-(:mod:`autosplit.pipeline.failures`) and applies the verdict to the ledger in one transaction:
+It reads the job's report, checks it against the job's assignment in the ledger (a report is untrusted
+input: it may only speak of the job's own units), classifies the attempt
+(:mod:`autosplit.pipeline.failures`), commits the outputs of an accepted attempt, and hands the outcome to
+the task's scheduler (:meth:`autosplit.Scheduler.job_finished` / :meth:`~autosplit.Scheduler.job_failed`),
+whose decisions — units done, units back to pending for the next free chain node, the unit cut off by a
+kill or blamed for a failure set to run alone, units given up on quarantined — are recorded in the ledger in
+one transaction:
 
-* ``ok`` / ``wall-time``: processed units become done; unfinished ones go back to pending for the next
-  tail stage (in the last stage they are quarantined with the reason);
-* ``unit-failure``: nothing is done, the culprit unit is blamed (the next tail runs it alone), the rest go
-  back to pending;
-* ``rejected`` (a corrupt report, or one claiming units the job was not given): the units go back to
-  pending with the reason;
-* ``recoverable``: while retries remain, exit 1 so DAGMan re-runs the job with the same units; after the
-  last retry the units go back to pending with one more failure;
-* ``fatal``: exit 2 (no retry), units back to pending.
+* ``ok`` / ``soft-stopped`` / ``wall-time``: the units the job processed and committed are done; the rest go
+  back (a report the wrapper rebuilt from the progress journal after a kill counts no unit as done: their
+  outputs were never written, but their timings still teach the cost model);
+* ``unit-failure``: the unit the user code failed on is blamed, the rest go back;
+* ``failed`` (a report with an error and no culprit), ``rejected`` (a report that cannot be trusted),
+  ``lost`` (no report): the units go back with one more crash each.
 
-Exit codes (CRAB3's, kept): 0 accounted for, 1 retry, 2 fatal, 3 abort the DAG, 4 defer (the job's
-stage-out is still in flight: DAGMan re-runs this script later; it never sleeps holding a POST slot).
-The script is idempotent: a (node, attempt) already decided returns the stored decision.
+Exit codes (CRAB3's, kept): 0 accounted for, 2 fatal (a node this task does not know), 3 abort the DAG
+(most of a stage's jobs failed), 4 defer (stage-out still in flight: DAGMan re-runs this script later; it
+never sleeps holding a POST slot). A job that failed is not retried on the same node: its units are bound
+again by the next chain node that asks. The script is idempotent: a (node, attempt) already decided
+returns the stored decision. ``$RETURN`` may be negative (DAGMan's codes for signals and removals).
 """
 
 from __future__ import annotations
@@ -25,12 +29,17 @@ import sys
 import time
 from dataclasses import dataclass
 
+import msgspec
+
 from autosplit.jobreport import JobReport, JobReportError
 from autosplit.ledger import Ledger
 from autosplit.pipeline.failures import Verdict, classify, describe_return
-from autosplit.pipeline.outputs import OutputCommitError, commit_outputs
+from autosplit.pipeline.outputs import OutputCommitError, commit_outputs, discard_outputs, output_relpath
+from autosplit.pipeline.scheduling import session
 from autosplit.pipeline.stages import ABORT, FATAL
 from autosplit.pipeline.taskdir import TaskDir
+from autosplit.pipeline.wrapper import EXIT_NO_REPORT
+from autosplit.worker import checkpoint_path
 
 OK, RETRY, DEFER = 0, 1, 4
 
@@ -40,16 +49,6 @@ class PostjobResult:
     decision: int
     outcome: str
     message: str
-
-
-def last_stage(task: TaskDir, stage: str) -> bool:
-    """True for the stage after which no tail follows (its leftovers are quarantined)."""
-    max_tails = task.config.splitting.max_tails
-    if stage.startswith("resubmit-"):
-        return True
-    if stage.startswith("tail-"):
-        return int(stage.removeprefix("tail-")) >= max_tails
-    return stage == "processing" and max_tails == 0
 
 
 def _log(task: TaskDir, text: str) -> None:
@@ -71,6 +70,12 @@ def _read_report(task: TaskDir, node: str, attempt: int, assignment: list[tuple[
         return None, str(exc)
 
 
+def _from_payload(report: JobReport) -> bool:
+    """True for a report the user's code wrote (its outputs cover its units), not one rebuilt from the
+    progress journal after a kill."""
+    return report.meta.get("report_source") is None
+
+
 def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retries: int) -> PostjobResult:
     """Decide one job attempt; see the module docstring."""
     task.require()
@@ -82,13 +87,58 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         if job is None:
             return PostjobResult(FATAL, "unknown-node", f"node {node} is not a job of this task")
         assignment = ledger.job_assignment(node)
-        report, problem = _read_report(task, node, retry, assignment)
-        verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
-        result = _apply(task, ledger, job, retry, max_retries, return_code, report, verdict)
-        if result.decision == OK and result.outcome in _FAILED_OUTCOMES:
-            result = _maybe_abort(task, ledger, job["stage"], node, retry, result)
-    if result.decision == DEFER:
-        return result  # nothing decided yet: DAGMan runs this script again later
+    report, problem = _read_report(task, node, retry, assignment)
+    verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
+    if report is None and task.config.backend.kind == "condor":  # a held job removed: say why it was held
+        from autosplit.backends.condor import hold_reason
+
+        held = hold_reason(task.event_log, node)
+        if held:
+            verdict = Verdict(verdict.kind, f"{verdict.reason}; the job was held: {held}")
+    checkpoint = None
+    if report is None or not _from_payload(report):
+        checkpoint = _commit_checkpoint(task, node, retry, assignment)
+    committed = True
+    if (
+        verdict.kind in ("ok", "wall-time")
+        and report is not None
+        and report.outputs
+        and _from_payload(report)
+    ):
+        if task.config.output.stage_out == "aso":
+            waiting, verdict = _transfers(task, node, retry, report, verdict)
+            if waiting is not None:
+                return waiting
+        else:
+            try:
+                commit_outputs(report, task.output_dir(node), task.destination, node)
+            except OutputCommitError as exc:
+                verdict = Verdict("recoverable", f"stage-out failed: {exc}")
+            except OSError as exc:  # the destination is full, read-only, ...
+                verdict = Verdict("recoverable", f"stage-out failed: {exc.strerror or exc}")
+        committed = verdict.kind in ("ok", "wall-time")
+    if (
+        task.config.output.stage_out != "aso"
+        and checkpoint is None
+        and not (
+            committed
+            and verdict.kind in ("ok", "wall-time")
+            and report is not None
+            and report.outputs
+            and _from_payload(report)
+        )
+    ):
+        # Nothing of this attempt is committed: what an earlier attempt of the node left at the destination
+        # (its postjob killed between commit and record) must not stay there, unaccounted for.
+        discard_outputs(task.destination, node)
+    with session(task) as s:
+        recorded = s.ledger.recorded_attempt(node, retry)
+        if recorded is not None:
+            return PostjobResult(recorded.decision, recorded.outcome, recorded.message)
+        result = _account(s, s.ledger.job(node), retry, return_code, report, verdict, committed, checkpoint)
+        s.save()
+        if result.outcome in _FAILED_OUTCOMES:
+            result = _maybe_abort(task, s.ledger, job["stage"], node, retry, result)
     _log(
         task,
         f"{node} attempt {retry}: $RETURN={return_code} -> {result.outcome} (exit {result.decision}): "
@@ -97,19 +147,52 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
     return result
 
 
-def _apply(
-    task: TaskDir,
-    ledger: Ledger,
-    job: dict,
-    retry: int,
-    max_retries: int,
-    return_code: int,
-    report: JobReport | None,
-    verdict: Verdict,
-) -> PostjobResult:
-    node, stage = job["node"], job["stage"]
-    final = last_stage(task, stage)
+_FAILED_OUTCOMES = ("failed", "unit-failure", "rejected", "lost")
+
+
+def _read_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tuple[int, int]]):
+    """The attempt's last checkpoint report (archived as report.<attempt>.checkpoint.json), or None."""
+    live = checkpoint_path(task.report_path(node))
+    archived = task.archived_report(node, attempt).with_suffix(".checkpoint.json")
+    if live.exists() and not archived.exists():
+        shutil.copyfile(live, archived)
+    if not archived.exists():
+        return None
+    try:
+        report = JobReport.from_json(archived).validate(assignment)
+    except JobReportError as exc:
+        _log(task, f"{node} attempt {attempt}: checkpoint ignored: {exc}")
+        return None
+    return report if report.meta.get("checkpoint") and report.units and report.exit_code == 0 else None
+
+
+def _commit_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tuple[int, int]]):
+    """Commit the outputs of a lost or killed attempt's last checkpoint; returns the checkpoint report when
+    its units may be credited (outputs committed), else None. Not with asynchronous stage-out (a
+    checkpoint's outputs are not registered for transfer)."""
+    if task.config.output.stage_out == "aso":
+        return None
+    checkpoint = _read_checkpoint(task, node, attempt, assignment)
+    if checkpoint is None:
+        return None
+    try:
+        commit_outputs(checkpoint, task.output_dir(node), task.destination, node)
+    except OutputCommitError as exc:
+        _log(task, f"{node} attempt {attempt}: checkpoint outputs not committed: {exc}")
+        return None
+    return checkpoint
+
+
+def _account(
+    s, job: dict, retry: int, return_code: int, report, verdict: Verdict, committed: bool, checkpoint=None
+):
+    """Hand the attempt to the scheduler and record its decisions in the ledger. ``checkpoint``: the last
+    checkpoint of an attempt that was lost or killed, its outputs committed: its units are done."""
+    node = job["node"]
+    sched = s.scheduler
+    now = time.time()
     killed = bool(job["kill_requested"])
+    task = s.task
     details = {
         "exit_code": report.exit_code if report else return_code,
         "site": report.site if report else None,
@@ -120,126 +203,72 @@ def _apply(
         "soft_stopped": report.soft_stopped if report else False,
         "hard_killed": (report.hard_killed if report else False) or verdict.kind == "wall-time",
         "report_path": str(task.archived_report(node, retry)) if report else None,
-        # Reports with per-unit timing teach the cost model even when the job failed.
         "usable_report": report is not None
-        and (verdict.kind in ("ok", "wall-time") or report.has_unit_seconds),
+        and (report.has_unit_seconds or report.processing_seconds is not None),
+        "elapsed_seconds": max(now - float(job["created"] or now), 0.0),
     }
     kind = verdict.kind
-    if kind in ("ok", "wall-time") and report is not None and report.outputs:
-        if task.config.output.stage_out == "aso":
-            waiting, verdict = _transfers(task, node, retry, report, verdict)
-            if waiting is not None:
-                return waiting
-        else:
-            try:
-                commit_outputs(report, task.output_dir(node), task.destination, node)
-            except OutputCommitError as exc:
-                verdict = Verdict("recoverable", f"stage-out failed: {exc}")
-        if verdict.kind not in ("ok", "wall-time"):
-            details["usable_report"] = report.has_unit_seconds
-        kind = verdict.kind
-
-    def close(decision: int, outcome: str, message: str, **change: object) -> PostjobResult:
-        record = ledger.close_attempt(
-            node, retry, decision=decision, outcome=outcome, message=message, details=details, **change
+    saved = [(u["run"], u["lumi"]) for u in checkpoint.units] if checkpoint is not None else []
+    if report is None and checkpoint is not None:
+        outcome = "rejected" if kind == "rejected" else "lost"
+        message = f"{verdict.reason}; {len(saved)} unit(s) kept from its last checkpoint"
+        lost = msgspec.structs.replace(
+            checkpoint, exit_code=EXIT_NO_REPORT, exit_message=verdict.reason, meta={}, unfinished=[]
         )
-        return PostjobResult(record.decision, record.outcome, record.message)
-
-    if kind == "wall-time" and verdict.blamed and not killed:
-        # The job was killed while processing one unit. Units only its progress journal lists have no
-        # committed outputs, so they are not done; the cut-off unit re-runs alone at once (no soft limit,
-        # the last tail's hard limit) as this node's retry, or later alone in a tail when no retry is left.
-        cut = verdict.blamed[0]
-        if retry < max_retries:
-            rewrite_job_for_unit(task, node, cut)
-            return close(
-                RETRY, "rescue", f"{verdict.reason}; run {cut[0]} lumi {cut[1]} re-runs alone", keep=[cut]
-            )
-        return close(
-            OK,
-            "wall-time",
-            f"{verdict.reason}; run {cut[0]} lumi {cut[1]} will run alone",
-            blamed=verdict.blamed,
-            quarantine_returned=final,
-            final_job_state="finished",
-        )
-    if kind in ("ok", "wall-time"):
-        done = [(u["run"], u["lumi"]) for u in report.units] if report and _from_payload(report) else []
-        unfinished = int(job["n_units"]) - len(done)
+        result = sched.job_finished(lost, now, done=saved)
+        job_state = "failed"
+    elif report is None:
+        outcome = "rejected" if kind == "rejected" else "lost"
         message = verdict.reason
-        if unfinished:
-            where = "unfinished after the last stage" if final else "unfinished, back to pending"
-            message = f"{verdict.reason}; {unfinished} unit(s) {where}"
-        outcome = "killed" if killed else ("soft-stopped" if report and report.soft_stopped else kind)
-        return close(
-            OK,
-            outcome,
-            message,
-            done=done,
-            quarantine_returned=final and not killed,
-            final_job_state="killed" if killed else "finished",
-        )
-    if kind == "unit-failure" or killed:
-        return close(
-            OK,
-            "killed" if killed else "unit-failure",
-            verdict.reason,
-            blamed=verdict.blamed,
-            final_job_state="killed" if killed else "failed",
-        )
-    if kind == "rejected":
-        return close(
-            OK,
-            "rejected",
-            verdict.reason,
-            count_failure=True,
-            quarantine_returned=final,
-            final_job_state="failed",
-        )
-    if kind == "fatal":
-        return close(FATAL, "fatal", verdict.reason, count_failure=True, final_job_state="failed")
-    if retry < max_retries:  # recoverable, and the same job may try again with the same units
-        return close(RETRY, "retry", verdict.reason, returned="none")
-    return close(
-        OK,
-        "failed",
-        f"{verdict.reason} (after {retry + 1} attempt(s))",
-        count_failure=True,
-        quarantine_returned=final,
-        final_job_state="failed",
+        result = sched.job_failed(node, now, reason=message)
+        job_state = "failed"
+    else:
+        done = [(u["run"], u["lumi"]) for u in report.units] if committed and _from_payload(report) else saved
+        if kind in ("ok", "wall-time") and committed:
+            failure = None
+        elif kind == "unit-failure":
+            failure = None  # the report names the culprit; the scheduler blames it
+        else:
+            failure = verdict.reason
+        if failure is not None and report.exit_code == 0:
+            report = msgspec.structs.replace(report, exit_code=1, exit_message=failure)
+            done = []
+        result = sched.job_finished(report, now, done=done)
+        if kind == "wall-time":
+            outcome = "wall-time"
+        elif kind == "ok":
+            outcome = "soft-stopped" if report.soft_stopped else "ok"
+        elif kind == "unit-failure":
+            outcome = "unit-failure"
+        else:
+            outcome = "failed"
+        message = verdict.reason
+        job_state = "finished" if outcome in ("ok", "soft-stopped", "wall-time") else "failed"
+    if killed:
+        outcome, job_state = "killed", "killed"
+    n_done, n_back = len(result.get("done", ())), len(result.get("returned", ()))
+    if n_back:
+        message = f"{message}; {n_back} unit(s) back to pending"
+    record = s.ledger.record_outcome(
+        node,
+        retry,
+        decision=OK,
+        outcome=outcome,
+        message=message,
+        details=details,
+        units=s.changes(),
+        done=n_done,
+        returned=n_back,
+        job_state=job_state,
     )
-
-
-_FAILED_OUTCOMES = ("failed", "unit-failure", "rejected")
-
-
-def _from_payload(report: JobReport) -> bool:
-    """True for a report the user's code wrote (its outputs cover its units), not one rebuilt from the
-    progress journal after a SIGKILL."""
-    return report.meta.get("report_source") is None
-
-
-def rewrite_job_for_unit(task: TaskDir, node: str, unit: tuple[int, int]) -> None:
-    """Turn a job into a one-unit job without soft limit and with the last tail's hard limit (its next
-    retry runs just that unit)."""
-    from autosplit.pipeline.stages import write_submit
-    from autosplit.worker import JobSpec
-
-    spec = JobSpec.read(task.spec_path(node))
-    for file in spec.files:
-        file.units = [u for u in file.units if (u["run"], u["lumi"]) == tuple(unit)]
-    spec.files = [f for f in spec.files if f.units]
-    spec.soft_limit_seconds = None
-    spec.hard_limit_seconds = 3.0 * task.config.target_seconds + task.config.grace_seconds
-    spec.write(task.spec_path(node))
-    write_submit(task, node, spec.stage, None, spec.hard_limit_seconds, task.config.limits.memory_mb)
+    return PostjobResult(record.decision, record.outcome, record.message)
 
 
 def _maybe_abort(
     task: TaskDir, ledger: Ledger, stage: str, node: str, retry: int, result: PostjobResult
 ) -> PostjobResult:
     """Abort the DAG when most of a stage's jobs failed: something is wrong with the code or the data, and
-    running the rest (and its tails) would only waste the pool. The reason is kept for ``status``."""
+    running the rest would only waste the pool. The reason is kept for ``status``."""
     limits = task.config.limits
     ended, failed = ledger.stage_failure_counts(stage)
     if ended < limits.abort_min_jobs or failed < limits.abort_fraction * ended:
@@ -259,6 +288,9 @@ def _transfers(task: TaskDir, node: str, retry: int, report: JobReport, verdict:
     info = report.meta.get("stage_out")
     if not isinstance(info, dict):
         return None, Verdict("recoverable", "the job's outputs were not staged out")
+    staged = _trusted_staged(task, node, retry, report, info.get("staged"))
+    if staged is None:
+        return None, Verdict("recoverable", "the job's stage-out records do not match its outputs (refused)")
     db = task.transfer_db
     if not info.get("admitted"):
         staged_root = task.temp_root / task.config.backend.site
@@ -267,7 +299,7 @@ def _transfers(task: TaskDir, node: str, retry: int, report: JobReport, verdict:
             task.name,
             node,
             retry,
-            info["staged"],
+            staged,
             temp_root=staged_root,
             destination_root=task.destination,
             source_site=task.config.backend.site,
@@ -295,6 +327,27 @@ def _transfers(task: TaskDir, node: str, retry: int, report: JobReport, verdict:
     return None, verdict
 
 
+def _trusted_staged(task: TaskDir, node: str, retry: int, report: JobReport, staged) -> list | None:
+    """The report's stage-out records, if each names what the ledger allows: destination
+    ``<node>/<output name>`` for an output of this report, staged as ``<task>/<node>/<attempt>/<destination>``
+    (as :func:`autosplit.pipeline.wrapper.stage_out` writes them). A report is untrusted: any other name
+    (another job's file, a path outside the areas) refuses them all."""
+    if not isinstance(staged, list) or not staged:
+        return None
+    out_dir = task.output_dir(node)
+    try:
+        allowed = {f"{node}/{output_relpath(o.name, out_dir).as_posix()}" for o in report.outputs}
+    except OutputCommitError:
+        return None
+    for record in staged:
+        if not isinstance(record, dict):
+            return None
+        dest = record.get("dest_path")
+        if dest not in allowed or record.get("source_path") != f"{task.name}/{node}/{retry}/{dest}":
+            return None
+    return staged
+
+
 def ensure_agent(task: TaskDir) -> int:
     """Start the task's stage-out agent unless one is running (its pid is kept in the task directory)."""
     import os
@@ -319,15 +372,31 @@ def ensure_agent(task: TaskDir) -> int:
     return proc.pid
 
 
-def main(task_dir: str, node: str, return_code: str, retry: str, max_retries: str) -> int:
-    """Entry point used by the CLI; argument strings come straight from DAGMan."""
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``TASK NODE RETURN RETRY MAX_RETRIES``, the strings DAGMan passes (``RETURN`` may be
+    negative)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 5:
+        print(
+            "usage: python -m autosplit.pipeline.postjob TASK NODE RETURN RETRY MAX_RETRIES", file=sys.stderr
+        )
+        return FATAL
+    task_dir, node, return_code, retry, max_retries = args
     try:
         code = int(return_code)
     except ValueError:
         code = -1  # DAGMan passes a number; anything else is a broken DAG line
-    result = run_postjob(TaskDir(task_dir), node, code, int(retry), int(max_retries))
+    try:
+        attempt, retries = int(retry), int(max_retries)
+    except ValueError:
+        attempt, retries = 0, 0
+    result = run_postjob(TaskDir(task_dir), node, code, attempt, retries)
     print(f"postjob {node}: {describe_return(code)} -> {result.outcome}: {result.message}", file=sys.stderr)
     return result.decision
 
 
 __all__ = ["ABORT", "DEFER", "OK", "RETRY", "PostjobResult", "main", "run_postjob"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

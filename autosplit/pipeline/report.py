@@ -49,6 +49,30 @@ def lumi_lists(units: pl.DataFrame) -> dict[str, LumiMask]:
     }
 
 
+def _committed(task: TaskDir, node: str, report: JobReport) -> list[dict[str, Any]]:
+    """Where an accepted job's outputs were committed (``<destination>/<node>/<name>``, the name relative to
+    the job's output directory: :mod:`autosplit.pipeline.outputs`), not where the job wrote them."""
+    from autosplit.pipeline.outputs import OutputCommitError, output_relpath
+
+    found = []
+    for o in report.outputs:
+        try:
+            relative = output_relpath(o.name, task.output_dir(node))
+        except OutputCommitError:
+            continue  # never committed
+        path = task.destination / node / relative
+        found.append(
+            {
+                "job": node,
+                "name": str(path),
+                "bytes": o.bytes,
+                "checksum": o.checksum,
+                "exists": path.is_file(),
+            }
+        )
+    return found
+
+
 def write_report(task: TaskDir, outdir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Write the lumi lists and summary into ``outdir`` (default ``<task>/results``); returns the summary."""
     task.require()
@@ -67,15 +91,17 @@ def write_report(task: TaskDir, outdir: str | os.PathLike[str] | None = None) ->
         if attempts.height
         else attempts
     )
-    for path in good["report_path"].drop_nulls().to_list() if good.height else []:
+    rows = (
+        good.filter(pl.col("report_path").is_not_null()).select("node", "report_path").rows()
+        if good.height
+        else []
+    )
+    for node, path in rows:
         try:
             report = JobReport.from_json(path)
         except JobReportError:
             continue
-        outputs += [
-            {"job": report.job_id, "name": o.name, "bytes": o.bytes, "checksum": o.checksum}
-            for o in report.outputs
-        ]
+        outputs += _committed(task, node, report)
     summary = {
         "task": task.name,
         "units": {

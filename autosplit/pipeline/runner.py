@@ -2,7 +2,10 @@
 
 The executor runs detached, so interrupting ``run`` (Ctrl-C, a lost terminal, SIGKILL) loses nothing:
 starting ``run`` again finds the task directory, restarts the executor if it is not running (it resumes the
-DAG without re-running finished nodes; the ledger keeps done units done) and follows again.
+DAG without re-running finished nodes; the ledger keeps done units done) and follows again. An executor
+that dies while ``run`` follows it is restarted as long as the task makes progress between two deaths
+(units done or given up, jobs bound or decided); after ``MAX_RESTARTS`` deaths in a row without any,
+``run`` gives up with the executor's log.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from autosplit.pipeline.status import FINAL_STATES, task_status
 from autosplit.pipeline.submit import create_task_from_config
 from autosplit.pipeline.taskdir import TaskDir, TaskError
 
-MAX_RESTARTS = 3
+MAX_RESTARTS = 3  # executor deaths in a row without progress of the task in between
 
 
 def resolve_task(argument: str | os.PathLike[str], workdir: str | None = None) -> TaskDir:
@@ -79,7 +82,8 @@ def follow(
 ) -> dict[str, Any]:
     """Poll the task's status until it ends, restarting a local executor that died (``restart``)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    restarts = 0
+    restarts = 0  # since the task last made progress
+    seen_progress: str | None = None
     idle_polls = 0
     while True:
         status = task_status(task)
@@ -93,6 +97,9 @@ def follow(
             idle_polls += 1
             # Give a just-started executor a moment to take its lock before deciding it died.
             if idle_polls >= 3:
+                progress = _progress(status)
+                if progress != seen_progress:
+                    seen_progress, restarts = progress, 0
                 if not restart or restarts >= MAX_RESTARTS:
                     raise TaskError(
                         f"the local executor of {task.root} stopped before the task ended; see "
@@ -104,6 +111,14 @@ def follow(
         else:
             idle_polls = 0
         time.sleep(poll)
+
+
+def _progress(status: dict[str, Any]) -> str:
+    """What changes whenever the task moves on: unit counts per state and job counts per stage and state."""
+    import json
+
+    stages = {name: stage.get("states") for name, stage in (status.get("stages") or {}).items()}
+    return json.dumps([status.get("units"), stages], sort_keys=True, default=str)
 
 
 def _dag_to_resume(task: TaskDir) -> Path:

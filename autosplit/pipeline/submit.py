@@ -1,8 +1,9 @@
-"""Creating a task: resolve the dataset, fill the ledger, choose probes, write the top DAG, hand it over.
+"""Creating a task: resolve the dataset, fill the ledger, write the top DAG.
 
-``task.dag`` holds the probe jobs, then the ``processing`` sub-DAG node (its PRE script plans processing
-from the probes' measurements), and a FINAL node whose PRE script (``autosplit finalize``) closes the
-ledger whatever happened (every unit ends done or quarantined with a reason).
+``task.dag`` holds the task's chains of job nodes (:mod:`autosplit.pipeline.stages`: each node binds its
+job from the scheduler when its turn comes, probes first), the ``tail-1`` sub-DAG node for whatever is left
+when the chains end, and a FINAL node whose PRE script (``finalize``) closes the ledger whatever happened
+(every unit ends done or quarantined with a reason).
 """
 
 from __future__ import annotations
@@ -10,14 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from autosplit.dagbuilder import DagFile
 from autosplit.datasets import load_dataset, load_mask
 from autosplit.ledger import Ledger
 from autosplit.pipeline.config import TaskConfig, load_config
-from autosplit.pipeline.predag import probe_jobs
-from autosplit.pipeline.stages import finalize_node, stage_dag, write_dag_config
+from autosplit.pipeline.stages import chain_count, chain_dag, chain_length, finalize_node
 from autosplit.pipeline.taskdir import TaskDir, TaskError
 
 
@@ -46,22 +44,22 @@ def create_task_from_config(config: TaskConfig, source_toml: Path | None = None)
     try:
         dataset.to_parquet(task.dataset_path)
         task.__dict__["dataset"] = dataset
-        with Ledger.create(task.ledger_path, dataset.units, task=config.task.name) as ledger:
-            unit_ids = np.arange(dataset.n_units, dtype=np.int64)
-            jobs = probe_jobs(task, "probe", dataset.units, unit_ids)
-            ledger.plan_stage("probe", 0, [j.ledger_entry() for j in jobs], info={"next": "processing"})
-        write_top_dag(task, jobs)
+        Ledger.create(task.ledger_path, dataset.units, task=config.task.name).close()
+        write_top_dag(task)
     except BaseException:
-        # Leave no half-made task behind: it could not be resumed anyway.
-        import shutil
-
-        shutil.rmtree(task.root, ignore_errors=True)
+        # Leave no half-made task behind (it could not be resumed anyway): the directory this process made,
+        # never one it found (TaskDir.create refuses those).
+        task.remove_failed_creation()
         raise
+    task.creation_done()
     return task
 
 
-def write_top_dag(task: TaskDir, probes) -> Path:
-    dag: DagFile = stage_dag(task, "probe", probes, next_stage="processing", dag_name="task")
-    dag.config_file = write_dag_config(task, "task")
+def write_top_dag(task: TaskDir) -> Path:
+    """``task.dag``: the chains, the ``tail-1`` sub-DAG node, the FINAL node."""
+    n_chains = chain_count(task)
+    dag: DagFile = chain_dag(
+        task, "task", n_chains, chain_length(task.dataset.n_units, n_chains), next_tail="tail-1"
+    )
     dag.final = finalize_node(task)
     return dag.write(task.top_dag)

@@ -33,6 +33,42 @@ class TaskError(AutosplitError):
     """A task directory is missing, incomplete, or used in a way its state does not allow."""
 
 
+CREATING = ".creating"
+
+
+class _Creator:
+    def __init__(self, pid: int, alive: bool) -> None:
+        self.pid, self.alive = pid, alive
+
+
+def _process_identity(pid: int) -> str:
+    """``pid start-time``: a pid alone may be reused by another process once the first one is gone."""
+    try:
+        import psutil
+
+        return f"{pid} {psutil.Process(pid).create_time():.3f}"
+    except Exception:  # noqa: BLE001 - a process that cannot be inspected: its pid only
+        return str(pid)
+
+
+def _creator(marker: Path) -> _Creator | None:
+    """The process named by a creation marker (and whether it still runs), or None without a marker."""
+    try:
+        text = marker.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _Creator(-1, True)
+    fields = text.split()
+    try:
+        pid = int(fields[0])
+    except (IndexError, ValueError):
+        return _Creator(-1, False)  # torn by a kill while it was written: that creation is gone
+    if pid == os.getpid():
+        return _Creator(pid, True)
+    return _Creator(pid, _process_identity(pid) == text.strip())
+
+
 def _private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
@@ -106,9 +142,15 @@ class TaskDir:
         dest = Path(self.config.output.destination)
         return dest if dest.is_absolute() else self.root / dest
 
+    @property
+    def creating_marker(self) -> Path:
+        """Exists while the task is being created (holds the creating process's pid and start time)."""
+        return self.root / CREATING
+
     # ------------------------------------------------------------------ state
     def exists(self) -> bool:
-        return self.ledger_path.is_file() and self.config_path.is_file()
+        """A complete task directory (one still being created, or whose creation was killed, is not)."""
+        return self.ledger_path.is_file() and self.config_path.is_file() and not self.creating_marker.exists()
 
     def require(self) -> TaskDir:
         if not self.exists():
@@ -144,7 +186,8 @@ class TaskDir:
             raise TaskError(
                 f"{task.root}: task already exists; run 'autosplit status {task.root}', or pick another name"
             )
-        for path in (task.root, task.dag_dir, task.root / "jobs", task.logs_dir):
+        task._make_root()
+        for path in (task.dag_dir, task.root / "jobs", task.logs_dir):
             _private_dir(path)
         if source_toml is not None:
             shutil.copyfile(source_toml, task.root / "task.toml")
@@ -152,10 +195,59 @@ class TaskDir:
         task.__dict__["config"] = config
         return task
 
+    def _make_root(self) -> None:
+        """Create the task directory itself, atomically, marked as being created by this process.
+
+        A directory that already exists is never adopted (nor chmod-ed, nor later removed): it belongs to
+        someone else, or to another creation of the same task running now. The one exception is the
+        leftover of a creation that was killed (its marker names a process that is gone): that directory
+        is autosplit's own, half made, and is made anew.
+        """
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                os.mkdir(self.root, 0o700)
+            except FileExistsError:
+                owner = _creator(self.creating_marker)
+                if owner is None:
+                    what = "task" if self.exists() else "directory that is not an autosplit task"
+                    raise TaskError(
+                        f"{self.root}: a {what} is already there; pick another name or workdir "
+                        "(autosplit never reuses a directory it did not create)"
+                    ) from None
+                if owner.alive:
+                    raise TaskError(
+                        f"{self.root}: the task is being created by process {owner.pid}; wait for it "
+                        f"and run 'autosplit status {self.root}'"
+                    ) from None
+                shutil.rmtree(self.root)  # a killed creation's leftover (its marker says so)
+                continue
+            os.chmod(self.root, 0o700)
+            marker = self.creating_marker.with_name(f"{CREATING}.{os.getpid()}")
+            marker.write_text(_process_identity(os.getpid()))
+            os.replace(marker, self.creating_marker)
+            return
+        raise TaskError(f"{self.root}: another creation keeps making this directory; try again")
+
+    def creation_done(self) -> None:
+        """The task is complete: it exists from now on."""
+        self.creating_marker.unlink(missing_ok=True)
+
+    def remove_failed_creation(self) -> None:
+        """Remove the directory this process created and could not finish (never anyone else's)."""
+        owner = _creator(self.creating_marker)
+        if owner is not None and owner.pid == os.getpid():
+            shutil.rmtree(self.root, ignore_errors=True)
+
     def make_job_dir(self, node: str) -> Path:
+        """The node's private job directory and its ``out/`` (made again before each attempt). A job may
+        have replaced either by a symbolic link (a loop, or a way out of the task): the link is removed,
+        never followed, and a real directory made in its place."""
         path = self.job_dir(node)
-        _private_dir(path)
-        _private_dir(path / "out")
+        for directory in (path, path / "out"):
+            if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+                directory.unlink()
+            _private_dir(directory)
         return path
 
     # ------------------------------------------------------------------ commands run by DAG scripts
@@ -164,6 +256,15 @@ class TaskDir:
         """The interpreter that runs autosplit here (jobs and scripts use the same environment)."""
         return sys.executable
 
-    def autosplit_argv(self, *args: str) -> list[str]:
-        """argv for a DAG script: ``<python> -m autosplit <args>`` (no shell, no blanks)."""
-        return [self.python(), "-m", "autosplit", *args]
+    def script_argv(self, script: str, *args: str) -> list[str]:
+        """argv of a DAG script: ``<python> -I -m autosplit.pipeline.<script> <args>``.
+
+        Isolated mode (``-I``): the script imports the installed autosplit, never a directory named
+        ``autosplit`` in the directory DAGMan runs it from, and ignores ``PYTHON*`` variables and the
+        user's site directory. No shell, no blanks."""
+        return [self.python(), "-I", "-m", f"autosplit.pipeline.{script}", *args]
+
+    @property
+    def closed_marker(self) -> Path:
+        """Exists once the scheduler has nothing left to hand out (chain nodes then skip at once)."""
+        return self.dag_dir / "closed"

@@ -6,8 +6,9 @@ its spec in ``AUTOSPLIT_JOB_SPEC`` and writes its report to ``AUTOSPLIT_JOB_REPO
 payload's wall time, CPU time and peak RSS (from ``wait4``), and, where no batch system enforces it,
 applies the hard limit: SIGTERM at ``hard_limit_seconds`` (the worker then stops at the next unit
 boundary), SIGKILL after a grace period. Whatever happens, the report file holds a valid report afterwards
-(built from the worker's progress journal when the payload could not write one), and the exit code says
-what happened:
+(built from the worker's progress journal when the payload could not write one, naming the unit the
+payload was in the middle of as ``in_progress`` with the seconds it had spent on it), and the exit code
+says what happened:
 
 ====  ==============================================================================================
 code  meaning
@@ -23,6 +24,7 @@ code  meaning
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -78,37 +80,68 @@ def _payload_argv(spec: JobSpec, spec_path: Path, report_path: Path) -> list[str
     return list(argv)
 
 
-def _journal_units(report_path: Path) -> list[dict[str, Any]]:
-    """Units the worker journaled as processed; a torn last line (a kill mid-write) is ignored."""
+def _read_journal(report_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Units the worker journaled as processed, and the last unit start not followed by its end (the unit
+    in progress: ``{"run", "lumi", "at", "before"}``), or ``None``. A torn last line (a kill mid-write) and
+    lines of unknown shape are ignored (format: :mod:`autosplit.worker`)."""
     journal = report_path.with_name(report_path.name + ".progress")
     units: list[dict[str, Any]] = []
     seen: set[tuple[int, int]] = set()
+    started: dict[str, Any] | None = None
     try:
         lines = journal.read_text().splitlines()
     except OSError:
-        return units
+        return units, None
     for line in lines:
         try:
-            unit = json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(unit, dict) and (unit.get("run"), unit.get("lumi")) not in seen:
-            seen.add((unit.get("run"), unit.get("lumi")))
-            units.append(unit)
-    return units
+        if not isinstance(record, dict):
+            continue
+        start = record.get("start")
+        if isinstance(start, dict):
+            at, before = record.get("at"), record.get("before", 0.0)
+            if _is_number(at) and _is_number(before) and before >= 0:
+                started = {"run": start.get("run"), "lumi": start.get("lumi"), "at": at, "before": before}
+            continue
+        key = (record.get("run"), record.get("lumi"))
+        if key not in seen:
+            seen.add(key)
+            units.append(record)
+    if started is not None and (started["run"], started["lumi"]) in seen:
+        started = None
+    return units, started
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _fallback_report(
-    spec: JobSpec, report_path: Path, *, exit_code: int, message: str, hard_killed: bool
+    spec: JobSpec,
+    report_path: Path,
+    *,
+    exit_code: int,
+    message: str,
+    hard_killed: bool,
+    ended: float | None = None,
 ) -> JobReport:
     """A report from the progress journal, when the payload left none we can trust.
 
     Its units carry the journal's timings (the cost model learns from them); the postjob does not count
-    them as done, since the payload never wrote the outputs that would cover them.
+    them as done, since the payload never wrote the outputs that would cover them. The unit the payload
+    had started and not finished when it ended (at ``ended``, seconds since the epoch) is ``in_progress``
+    with the seconds it had spent on it (and ``meta.in_progress_unit``).
     """
     assigned = _assigned(spec)
     wanted = set(assigned)
-    done = [u for u in _journal_units(report_path) if (u.get("run"), u.get("lumi")) in wanted]
+    journaled, started = _read_journal(report_path)
+    done = [u for u in journaled if (u.get("run"), u.get("lumi")) in wanted]
+    in_progress = None
+    if started is not None and ended is not None and (started["run"], started["lumi"]) in wanted:
+        seconds = started["before"] + max(ended - started["at"], 0.0)
+        in_progress = {"run": started["run"], "lumi": started["lumi"], "seconds": round(seconds, 6)}
     common = dict(
         job_id=spec.job_id,
         stage=spec.stage,
@@ -120,12 +153,18 @@ def _fallback_report(
     )
     for units, source in ((done, "wrapper-journal"), ([], "wrapper")):
         keys = {(u["run"], u["lumi"]) for u in units}
+        meta: dict[str, Any] = {"report_source": source}
+        cut = None
+        if in_progress is not None and (in_progress["run"], in_progress["lumi"]) not in keys:
+            cut = in_progress
+            meta["in_progress_unit"] = [cut["run"], cut["lumi"]]
         try:
             return JobReport(
                 **common,
                 units=units,
                 unfinished=[{"run": r, "lumi": lu} for r, lu in assigned if (r, lu) not in keys],
-                meta={"report_source": source},
+                in_progress=cut,
+                meta=meta,
             )
         except JobReportError:  # a journal line that is not a valid unit: count nothing as processed
             continue
@@ -209,20 +248,26 @@ def run_wrapper(
 
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, start_new_session=True, preexec_fn=_die_with_parent(os.getpid())
+        )
     except OSError as exc:
         raise JobSpecError(f"cannot start the payload {argv[0]!r}: {exc.strerror or exc}") from None
+    reaper = _start_reaper(proc.pid)
     limit = spec.hard_limit_seconds if enforce_hard_limit else None
     guard = _HardLimit(proc.pid, limit, grace_seconds)
     pid_file = report.with_name("wrapper.pid")
     pid_file.write_text(str(os.getpid()))
     previous = _forward_sigterm(guard)
     try:
+        _wait_exit(proc.pid)  # exited, not reaped yet: its group id cannot be reused by another process
+        _stop_reaper(reaper)  # whatever the payload left running in its group goes with it
         _, status, usage = _wait(proc.pid)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         pid_file.unlink(missing_ok=True)
+    ended = time.time()  # the journal's unit starts are epoch times
     proc.returncode = os.waitstatus_to_exitcode(status)
     guard.payload_exited()
     wall = time.monotonic() - start
@@ -236,19 +281,25 @@ def run_wrapper(
             message = f"stopped on request (SIGTERM to the wrapper; payload exit {payload_code})"
         else:
             message = f"killed at the hard limit of {limit:.0f} s (payload exit {payload_code})"
-        final = _fallback_report(spec, report, exit_code=exit_code, message=message, hard_killed=True)
+        final = _fallback_report(
+            spec, report, exit_code=exit_code, message=message, hard_killed=True, ended=ended
+        )
         try:  # a worker that stopped cleanly on SIGTERM wrote a full report: keep its units
             written = JobReport.from_json(report).validate(_assigned(spec))
             final = _fallback_from(written, exit_code, message)
         except JobReportError:
-            # Killed mid-unit: the first unit it had not finished is the one it was processing.
-            done = {(u["run"], u["lumi"]) for u in final.units}
-            cut = next((pair for pair in _assigned(spec) if pair not in done), None)
-            if cut is not None:
-                final.meta = {**final.meta, "in_progress_unit": list(cut)}
+            if "in_progress_unit" not in final.meta:
+                # Killed mid-unit without a journaled start (an executable that journals only finished
+                # units): the first unit it had not finished is the one it was processing.
+                done = {(u["run"], u["lumi"]) for u in final.units}
+                cut = next((pair for pair in _assigned(spec) if pair not in done), None)
+                if cut is not None:
+                    final.meta = {**final.meta, "in_progress_unit": list(cut)}
     else:
-        final, exit_code = _judge_report(spec, report, payload_code)
+        final, exit_code = _judge_report(spec, report, payload_code, ended)
 
+    if "stage_out" in final.meta:  # only the wrapper says what it staged; a payload's claim is dropped
+        final.meta = {k: v for k, v in final.meta.items() if k != "stage_out"}
     if exit_code in (EXIT_OK, EXIT_HARD_KILLED) and spec.stage_out and final.outputs and _from_payload(final):
         try:
             final.meta = {**final.meta, "stage_out": stage_out(spec, final, report.parent)}
@@ -271,6 +322,87 @@ def run_wrapper(
 
 def _from_payload(report: JobReport) -> bool:
     return report.meta.get("report_source") is None
+
+
+# ---------------------------------------------------------------------------- no orphan payloads
+# The payload runs in its own session (so a kill of the wrapper's process group does not reach it before the
+# wrapper has decided what to do). If the wrapper itself is SIGKILLed (an executor or batch system removing
+# the job, the OOM killer), nothing would stop the payload: it would run on outside the job's limits. Two
+# guards, both set up before the payload can do any work:
+#   * the payload process gets PR_SET_PDEATHSIG = SIGKILL (Linux): the kernel kills it when the wrapper dies;
+#   * a reaper process (forked, in a session of its own, holding the read end of a pipe whose write end only
+#     the wrapper has) kills the payload's whole process group, grandchildren included, when the pipe
+#     closes: when the wrapper exits, however it exits.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int):
+    """``preexec_fn`` of the payload: SIGKILL it when the wrapper dies (Linux; a no-op elsewhere)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the wrapper died before the guard was armed
+            os._exit(137)
+
+    return arm
+
+
+@dataclass
+class _Reaper:
+    pid: int
+    pipe: int
+
+
+def _start_reaper(pgid: int) -> _Reaper | None:
+    """Fork the process that kills the payload's group ``pgid`` once the wrapper is gone (see above)."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError:
+        return None
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the reaper: nothing but the pipe and the payload's group
+        try:
+            os.setsid()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, read_end)
+            os.closerange(read_end + 1, 65536)
+            while True:
+                try:
+                    if not os.read(read_end, 1):
+                        break
+                except InterruptedError:
+                    continue
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+        finally:
+            os._exit(0)
+    os.close(read_end)
+    return _Reaper(pid, write_end)
+
+
+def _stop_reaper(reaper: _Reaper | None) -> None:
+    if reaper is None:
+        return
+    os.close(reaper.pipe)
+    try:
+        os.waitpid(reaper.pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def stage_out(spec: JobSpec, report: JobReport, job_dir: Path) -> dict[str, Any]:
@@ -315,6 +447,14 @@ def _forward_sigterm(guard: _HardLimit):
         return None
 
 
+def _wait_exit(pid: int) -> None:
+    """Block until ``pid`` has exited, leaving it to be reaped (and its resource usage read) by :func:`_wait`."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except (ChildProcessError, AttributeError):
+        pass
+
+
 def _wait(pid: int):
     while True:
         try:
@@ -330,19 +470,22 @@ def _fallback_from(written: JobReport, exit_code: int, message: str) -> JobRepor
     return written
 
 
-def _judge_report(spec: JobSpec, report: Path, payload_code: int) -> tuple[JobReport, int]:
-    """Decide the wrapper's exit code from the payload's exit code and the report it left."""
+def _judge_report(
+    spec: JobSpec, report: Path, payload_code: int, ended: float | None = None
+) -> tuple[JobReport, int]:
+    """Decide the wrapper's exit code from the payload's exit code and the report it left (``ended``: when
+    the payload ended, seconds since the epoch, for a unit it died in)."""
     try:
         written = JobReport.from_json(report).validate(_assigned(spec))
     except JobReportError as exc:
         if payload_code == 0:
             message = f"payload exited 0 but left no valid report: {exc}"
             return _fallback_report(
-                spec, report, exit_code=EXIT_NO_REPORT, message=message, hard_killed=False
+                spec, report, exit_code=EXIT_NO_REPORT, message=message, hard_killed=False, ended=ended
             ), (EXIT_NO_REPORT)
         message = f"payload exited with {payload_code} and left no valid report ({exc})"
         return _fallback_report(
-            spec, report, exit_code=EXIT_USER_ERROR, message=message, hard_killed=False
+            spec, report, exit_code=EXIT_USER_ERROR, message=message, hard_killed=False, ended=ended
         ), (EXIT_USER_ERROR)
     if payload_code != 0 or written.exit_code != 0:
         if written.exit_code == 0:

@@ -10,10 +10,13 @@ All times are seconds. The pieces:
 * :class:`Simulation`: the event loop, the slots, a priority queue, the unit ledger; a policy submits
   :class:`SimJob` objects and gets :class:`Attempt` outcomes (soft stop at a unit boundary, hard kill with
   grace, crash, poison unit);
-* :class:`AutosplitPolicy`: the library calls of autosplit's pipeline (probe rounds, fit, plan, tails with
-  decreasing sizes), in the pipeline's order;
+* :class:`SchedulerPolicy`: drives :class:`autosplit.Scheduler` from the pool's free slots, turning each
+  attempt into the report (or the failure) the real system would see;
+* :class:`AutosplitPolicy`: the library calls of autosplit's earlier stage-by-stage pipeline (probe rounds,
+  fit, plan, tails with decreasing sizes), in that pipeline's order;
 * :func:`predict_makespan` / :func:`makespan_vs_target`: dry-run makespan with an interval from a model;
-* :class:`SimResult` (:func:`summarize`) and :func:`lower_bound`: metrics.
+* :class:`SimResult` (:func:`summarize`) and :func:`lower_bound` (valid with drift, sites and unsplittable
+  units; its docstring derives it): metrics.
 
 Example::
 
@@ -31,7 +34,8 @@ from autosplit.sim.jobs import OUTCOMES, Attempt, SimJob
 from autosplit.sim.metrics import SimResult, job_table, lower_bound, stage_windows, summarize
 from autosplit.sim.policy import Policy, PolicyError, jobs_from_assignment
 from autosplit.sim.pool import Pool, SiteSlots
-from autosplit.sim.reports import attempt_reports
+from autosplit.sim.reports import ReportBuilder, attempt_reports
+from autosplit.sim.scheduler_policy import SchedulerPolicy
 from autosplit.sim.truth import Drift, Truth, gamma_draw, truth_from_model, truth_from_workload
 from autosplit.splitting.limits import job_hard_limit as hard_limit  # the pipeline's rule, by its old name
 
@@ -43,6 +47,8 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Pool",
+    "ReportBuilder",
+    "SchedulerPolicy",
     "SimJob",
     "SimResult",
     "Simulation",

@@ -4,6 +4,9 @@
 the total is known well enough) on a :class:`~autosplit.sim.synthetic.SyntheticWorkload`;
 :func:`evaluate_estimators` probes once, fits several estimators on the same reports, runs the remaining
 units in jobs packed by each estimator (:func:`pack_contiguous`) and scores them (:class:`Evaluation`).
+:func:`probe_with_limits` runs one round of probes with a soft and a hard limit and gives what a fit sees
+at a chosen moment: the reports of the probes that ended (a probe killed in the middle of a unit names it
+``in_progress``) and the probes still running as censored groups.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from autosplit.estimators.jobs import job_runtime_distribution, job_runtime_quan
 from autosplit.estimators.probes import choose_probes, enough_probes
 from autosplit.estimators.unitcost import UnitCostModel
 from autosplit.jobreport import JobReport
-from autosplit.sim.synthetic import SyntheticWorkload
+from autosplit.sim.synthetic import SyntheticJobs, SyntheticWorkload
 
 
 def pack_contiguous(seconds: np.ndarray, target: float) -> np.ndarray:
@@ -206,3 +209,85 @@ def evaluate_estimators(
             model=model,
         )
     return campaign, results
+
+
+@dataclass
+class LimitedProbes:
+    """Result of :func:`probe_with_limits`."""
+
+    reports: list[JobReport]  #: reports of the probes that had ended when the fit happens
+    censored: pl.DataFrame | None  #: the probes still running then, as censored groups (``fit(censored=)``)
+    jobs: SyntheticJobs  #: what every probe did (the truth, including the probes still running)
+    fit_time: float  #: seconds after the probes started when the fit happens
+    event_fraction: float  #: events assigned to probes / dataset events
+
+
+def probe_with_limits(
+    workload: SyntheticWorkload,
+    dataset: Dataset,
+    *,
+    rng: np.random.Generator,
+    soft_limit: float,
+    hard_limit: float,
+    max_event_fraction: float = 0.02,
+    n_probes: int | None = None,
+    seconds_per_event: float | None = None,
+    reported_fraction: float = 1.0,
+) -> LimitedProbes:
+    """One round of probes with limits, all started at once, as a fit sees it when ``reported_fraction``
+    of them have ended.
+
+    The probes take a stratified sample (:func:`~autosplit.estimators.choose_probes`) of at most
+    ``max_event_fraction`` of the events, sized to ``soft_limit`` seconds each with ``seconds_per_event``
+    (default: the workload's true mean, so probes are sized right on average); ``n_probes`` defaults to
+    as many as the budget fills. Each probe stops at the first unit boundary after ``soft_limit`` (from
+    its start, set-up included) and is killed at ``hard_limit``: a unit not finished by then is the
+    report's ``in_progress`` unit. With ``reported_fraction < 1`` the fit happens when that fraction of the
+    probes has ended: the others are still running, and each becomes a censored group of all its units
+    whose total is at least its payload's time so far (``seconds_at_least``; its ``site`` known).
+    """
+    units = dataset.units
+    if seconds_per_event is None:
+        seconds_per_event = float(workload.expected_unit_seconds(units).sum()) / max(dataset.n_events, 1)
+    budget = max_event_fraction * dataset.n_events
+    if n_probes is None:
+        n_probes = max(int(budget * seconds_per_event / soft_limit), 1)
+    picks = choose_probes(
+        dataset,
+        n_probes,
+        soft_limit,
+        seconds_per_event=seconds_per_event,
+        max_events=budget,
+        seed=int(rng.integers(2**31)),
+    )
+    job_index = np.full(units.height, -1, dtype=np.int64)
+    job_index[picks["row"].to_numpy()] = picks["probe"].to_numpy()
+    jobs = workload.run_jobs(units, job_index, rng, deadline=soft_limit, hard_limit=hard_limit)
+    reports = workload.reports(units, jobs, rng, stage="probe")
+    fit_time = float(jobs.wall.max())
+    censored = None
+    if reported_fraction < 1.0:
+        fit_time = float(np.quantile(jobs.wall, reported_fraction))
+        ended = jobs.wall <= fit_time
+        elapsed = fit_time - jobs.overhead
+        running = np.flatnonzero(~ended & (elapsed > 0))
+        rows = np.flatnonzero(job_index >= 0)
+        rows = rows[np.isin(job_index[rows], running)]
+        probe = job_index[rows]
+        censored = pl.DataFrame(
+            {
+                "group": probe,
+                "run": units["run"].to_numpy()[rows],
+                "lumi": units["lumi"].to_numpy()[rows],
+                "seconds_at_least": elapsed[probe],
+                "site": jobs.site[probe],
+            }
+        )
+        reports = [report for report, done in zip(reports, ended, strict=True) if done]
+    return LimitedProbes(
+        reports=reports,
+        censored=censored,
+        jobs=jobs,
+        fit_time=fit_time,
+        event_fraction=float(picks["events"].sum()) / max(dataset.n_events, 1),
+    )

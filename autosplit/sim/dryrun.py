@@ -1,7 +1,7 @@
 """Dry-run predictions: the makespan of a plan on N slots, with an interval, from an already fitted model.
 
-:func:`predict_makespan` simulates autosplit's processing and tail stages (no probe stage, no refit) many
-times. In every run the true unit times are drawn from the model's own predictive distribution: each unit
+:func:`predict_makespan` runs the task as autosplit's scheduler would (:class:`autosplit.Scheduler` with the
+fitted model: no probes, no refit) in the pool simulator, many times. In every run the true unit times are drawn from the model's own predictive distribution: each unit
 gamma distributed with the model's per-unit mean and standard deviation; each job multiplied by a lognormal
 speed factor with the model's ``shared_cv`` (mean 1); and, when the model reports its parameter uncertainty
 (``param_cv_``), one task-wide lognormal factor per run with that spread (an error in the estimated rate
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from autosplit.datasets import Dataset
-from autosplit.sim.autosplit_policy import AutosplitPolicy
 from autosplit.sim.engine import Simulation
 from autosplit.sim.pool import Pool
+from autosplit.sim.scheduler_policy import SchedulerPolicy
 from autosplit.sim.truth import Truth, gamma_draw, lognormal_sigma
 from autosplit.splitting.model import shared_cv
 
@@ -80,10 +80,10 @@ def predict_makespan(
 
     Returns
     -------
-    dict with ``median``, ``low``, ``high`` (makespan seconds), ``interval``, ``n_jobs`` (processing jobs),
-    ``n_tail_jobs`` (median over runs), ``frac_soft_limit`` and ``frac_hard_killed`` (means over runs),
+    dict with ``median``, ``low``, ``high`` (makespan seconds), ``interval``, ``n_jobs`` and ``n_tail_jobs``
+    (medians over runs), ``frac_soft_limit`` and ``frac_hard_killed`` (means over runs),
     ``cpu_seconds`` (median total payload seconds), ``lower_bound`` (median work / n_slots),
-    ``quarantined_units`` (units that cannot fit a job alone), ``runs`` (every run's makespan), and the
+    ``quarantined_units`` (units given up on in the first run), ``runs`` (every run's makespan), and the
     inputs ``target_runtime``, ``alpha``, ``n_slots``, ``n_runs``.
     """
     if n_slots < 1 or n_runs < 1:
@@ -102,16 +102,18 @@ def predict_makespan(
     mean, std = model.predict_unit_seconds(dataset.units)
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
-    policy = AutosplitPolicy(
-        target_runtime=float(target_runtime),
-        alpha=alpha,
-        max_tails=max_tails,
-        slots=slots,
-        model=model,
-        refit=False,
+    policy = SchedulerPolicy(
+        options={
+            "target_runtime": float(target_runtime),
+            "alpha": alpha,
+            "max_tails": max_tails,
+            "slots": slots,
+            "model": model,
+            "refit": False,
+        },
         name="autosplit-dryrun",
     )
-    makespans, tails, soft, killed, cpu, bounds, stages = [], [], [], [], [], [], []
+    makespans, tails, soft, killed, cpu, bounds, stages, jobs = [], [], [], [], [], [], [], []
     quarantined = 0
     for run in range(n_runs):
         rng = np.random.default_rng([seed, run])
@@ -129,8 +131,9 @@ def predict_makespan(
         cpu.append(result.useful_cpu + result.thrown_cpu)
         bounds.append(truth.total_seconds() / n_slots)
         stages.append(result.n_stages)
+        jobs.append(result.n_jobs)
         if run == 0:
-            quarantined = sum(n for state, reason, n in result.reasons if "alone" in reason)
+            quarantined = int(result.units["quarantined"])
     runs = np.array(makespans)
     tail = (1.0 - interval) / 2.0
     return {
@@ -138,7 +141,7 @@ def predict_makespan(
         "low": float(np.quantile(runs, tail)),
         "high": float(np.quantile(runs, 1.0 - tail)),
         "interval": interval,
-        "n_jobs": int(policy.plan_.n_jobs) if policy.plan_ is not None else 0,
+        "n_jobs": int(np.median(jobs)),
         "n_tail_jobs": float(np.median(tails)),
         "n_stages": float(np.median(stages)),
         "frac_soft_limit": float(np.mean(soft)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ class SimResult:
     n_failed_attempts: int
     frac_soft_limit: float
     frac_hard_killed: float
+    n_hard_killed: int
     n_tail_jobs: int
     n_stages: int
     stages: list[str]
@@ -57,6 +59,7 @@ class SimResult:
             "n_attempts": self.n_attempts,
             "n_failed_attempts": self.n_failed_attempts,
             "frac_hard_killed": self.frac_hard_killed,
+            "n_hard_killed": self.n_hard_killed,
             "units_done": self.units["done"],
             "units_quarantined": self.units["quarantined"],
             "units_lost": self.units["lost"],
@@ -91,6 +94,7 @@ def summarize(sim: Any, policy: str) -> SimResult:
         n_failed_attempts=sum(1 for a in attempts if a.failed),
         frac_soft_limit=sum(1 for a in limited if a.outcome == "soft") / n_limited,
         frac_hard_killed=sum(1 for a in limited if a.outcome == "killed") / n_limited,
+        n_hard_killed=sum(1 for a in attempts if a.outcome == "killed"),
         n_tail_jobs=sum(1 for job in sim.jobs if job.stage.startswith("tail")),
         n_stages=len(stages),
         stages=stages,
@@ -100,22 +104,56 @@ def summarize(sim: Any, policy: str) -> SimResult:
     )
 
 
-def lower_bound(truth: Truth, pool: Pool) -> float:
-    """Makespan lower bound (seconds): the completable work over the pool's summed slot speed.
+def lower_bound(truth: Truth, pool: Pool, *, jitter_quantile: float = 1e-3) -> float:
+    """Makespan lower bound (seconds): no schedule of the completable units on ``pool`` ends earlier.
 
-    No overhead, no failures, perfect packing. With a :class:`~autosplit.sim.Drift` the pool's work rate
-    at time ``t`` is ``speed_sum / drift(t)`` and the bound solves ``integral of that rate = work``
-    (the drift factor taken at each instant, while jobs take it at their start: a close approximation).
+    It is ``max(work term, longest-unit term)``. Notation: ``W`` the reference seconds of the completable
+    units (poison units left out), ``S = sum(slots / time_factor)`` the pool's reference seconds per
+    wall-second, ``g_min`` the fastest site's time factor, ``f(t)`` the drift's cost factor at time ``t``.
+
+    **Work term.** A unit of a job whose payload starts at ``s`` on a slot of factor ``g`` costs its
+    reference seconds times ``g * X * f(s)`` (``X`` the attempt's node jitter): the factor is fixed at the
+    payload's start, not taken at each instant. Take any schedule with makespan ``M`` and any moment ``t``
+    at which a slot runs a payload: that payload started at some ``s <= t``, so its factor is at least
+    ``m(t) = min(f(u) for 0 <= u <= t)`` (the running minimum of the drift). Per wall-second at ``t`` a
+    slot therefore does at most ``1 / (g * X * m(t))`` reference seconds, and overheads and idle time only
+    lower that. Summed over slots (``X`` at its mean, see below) and integrated, the work done by ``M`` is
+    at most ``S * integral(0..M) dt / m(t)``; it must reach ``W``, so ``M >= Phi^-1(W / S)`` with
+    ``Phi(T) = integral(0..T) dt / m(t)``. For :class:`~autosplit.sim.Drift` ``f(t) = 1 + a * min(t/r, 1)``:
+
+    * ``a >= 0`` (rising cost): ``m(t) = f(0) = 1`` and the term is ``W / S``. A rising drift does not raise
+      the bound: one job per slot started at once runs the whole task at factor 1. (The bound used before
+      integrated the instantaneous factor ``f(t)``; that is larger, and such a schedule beats it.)
+    * ``a < 0`` (falling cost): ``m = f``; ``Phi(T) = (r/a) ln(1 + a T/r)`` during the ramp and
+      ``Phi(r) + (T - r)/(1 + a)`` after it, inverted in closed form.
+
+    **Longest-unit term.** Units are never split, so the longest unit runs in one job on one slot: its
+    payload lasts at least ``w_max * g_min * X * min_t f(t)``, and ``M`` is at least that.
+
+    **Node jitter.** ``X`` is lognormal with mean 1 (log-sd ``pool.node_sigma``), drawn per attempt after
+    the policy chose the job. The work term takes ``X`` at its mean: a slot's work per wall-second over
+    its jobs is ``sum(w_i) / sum(w_i X_i)``, whose expectation for jitter independent of the job is 1, so
+    the term holds up to fluctuations of order ``node_sigma / sqrt(jobs)``, far below the per-job
+    overhead every schedule pays, and exactly when ``node_sigma = 0``. The longest-unit term depends on one
+    draw, so it takes the jitter's ``jitter_quantile`` quantile (``X = 1`` when ``node_sigma = 0``).
     """
     work = truth.total_seconds() / pool.speed_sum
     drift = truth.drift
-    if drift is None or drift.amplitude == 0:
+    if drift is not None and drift.amplitude < 0:
+        a, r = drift.amplitude, drift.ramp_seconds
+        during_ramp = r / a * math.log1p(a)  # Phi(r): reference work per unit rate done during the ramp
+        if work <= during_ramp:
+            work = r / a * math.expm1(a * work / r)
+        else:
+            work = r + (work - during_ramp) * (1.0 + a)
+    workable = truth.workable()
+    if not workable.any():
         return work
-    a, r = drift.amplitude, drift.ramp_seconds
-    during_ramp = r / a * math.log1p(a)  # reference work per unit rate done while the factor ramps
-    if work <= during_ramp:
-        return r / a * math.expm1(a * work / r)
-    return r + (work - during_ramp) * (1.0 + a)
+    min_drift = 1.0 if drift is None else min(1.0, 1.0 + drift.amplitude)
+    s = pool.node_sigma
+    jitter = 1.0 if s == 0 else math.exp(-0.5 * s * s + s * NormalDist().inv_cdf(jitter_quantile))
+    longest = float(truth.seconds[workable].max()) * float(pool.time_factors.min()) * min_drift * jitter
+    return max(work, longest)
 
 
 def job_table(sim: Any) -> dict[str, np.ndarray]:

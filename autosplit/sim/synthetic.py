@@ -183,6 +183,9 @@ class SyntheticJobs:
     soft_stopped: np.ndarray
     hard_killed: np.ndarray
     events: np.ndarray  #: events of the finished units of each job
+    #: per unit: seconds spent on it when its job was killed at the hard limit in the middle of it (NaN for
+    #: every other unit); a killed job's report names that unit ``in_progress``
+    cut_seconds: np.ndarray | None = None
 
     @property
     def n_jobs(self) -> int:
@@ -202,7 +205,9 @@ class SyntheticWorkload:
     ``seconds_per_unit + events * seconds_per_event * (pileup / pileup_ref) ** pileup_power
     + bytes * seconds_per_byte`` seconds. Its noise multiplies that by a lognormal factor (log-sd
     ``unit_sigma``, mean 1) and, with probability ``tail_fraction``, by ``1 + L`` where ``L`` is Lomax
-    (shape ``tail_shape``, scale ``tail_scale``): heavy-tailed stragglers. A job's units are all
+    (shape ``tail_shape``, scale ``tail_scale``): heavy-tailed stragglers, and, with probability
+    ``slow_fraction``, by ``slow_factor`` (a bimodal workload: some lumis much slower, no feature shows
+    which). A job's units are all
     multiplied by its site's ``time_factor`` and a lognormal node jitter (log-sd ``node_sigma``, mean 1).
     Each job pays ``overhead_seconds`` (lognormal, log-sd ``overhead_sigma``) before its first unit.
     Peak RSS is ``rss_base_bytes + rss_bytes_per_event * events`` (lognormal noise ``rss_sigma``);
@@ -218,6 +223,8 @@ class SyntheticWorkload:
     tail_fraction: float = 0.01
     tail_shape: float = 2.5
     tail_scale: float = 3.0
+    slow_fraction: float = 0.0
+    slow_factor: float = 1.0
     node_sigma: float = 0.1
     sites: tuple[Site, ...] = (Site("T2_FAST", 0.8, 1.0), Site("T2_SLOW", 1.3, 1.0))
     overhead_seconds: float = 300.0
@@ -243,9 +250,10 @@ class SyntheticWorkload:
 
     @property
     def noise_mean(self) -> float:
-        """Mean of the unit noise factor (1 plus the stragglers' mean excess)."""
+        """Mean of the unit noise factor (1 plus the stragglers' mean excess, times the slow lumis' share)."""
         tail = self.tail_scale / (self.tail_shape - 1.0) if self.tail_shape > 1 else math.inf
-        return 1.0 + self.tail_fraction * tail
+        slow = 1.0 + self.slow_fraction * (self.slow_factor - 1.0)
+        return (1.0 + self.tail_fraction * tail) * slow
 
     @property
     def mean_time_factor(self) -> float:
@@ -272,6 +280,8 @@ class SyntheticWorkload:
         if self.tail_fraction > 0:
             straggler = rng.random(n) < self.tail_fraction
             noise[straggler] *= 1.0 + self.tail_scale * rng.pareto(self.tail_shape, int(straggler.sum()))
+        if self.slow_fraction > 0:
+            noise[rng.random(n) < self.slow_fraction] *= self.slow_factor
         return noise
 
     def run_jobs(
@@ -288,7 +298,8 @@ class SyntheticWorkload:
 
         ``sites`` fixes each job's site (default: drawn by share). ``deadline`` (seconds from job start,
         per job or scalar) is the soft deadline: a unit that *starts* before it completes, later units are
-        left unfinished. ``hard_limit`` kills the job: a unit not finished by then is unfinished.
+        left unfinished. ``hard_limit`` kills the job: a unit not finished by then is unfinished, and the
+        one it was processing is recorded in ``cut_seconds`` with the seconds spent on it.
         """
         job_index = np.asarray(job_index, dtype=np.int64)
         if job_index.size != units.height:
@@ -343,6 +354,9 @@ class SyntheticWorkload:
         np.maximum.at(last_end, jobs_sorted[done_sorted], end_in_job[done_sorted])
         last_end = np.where(last_end > 0, last_end, overhead)
         wall = np.where(killed, hard, last_end)
+        cut = started & ~done_sorted  # started before the deadline, not finished by the hard limit
+        cut_seconds = np.full(units.height, np.nan)
+        cut_seconds[order[cut]] = hard[jobs_sorted[cut]] - start_in_job[cut]
         events = np.bincount(
             job_index[finished], weights=units["events"].to_numpy()[finished], minlength=n_jobs
         )
@@ -358,6 +372,7 @@ class SyntheticWorkload:
             soft_stopped=stopped & ~killed,
             hard_killed=killed,
             events=events.astype(np.int64),
+            cut_seconds=cut_seconds,
         )
 
     def reports(
@@ -376,13 +391,17 @@ class SyntheticWorkload:
 
         ``per_unit=False`` drops per-unit seconds (job-level timing only). ``unit_details=False`` also drops
         per-unit events and ``features``, leaving run and lumi plus the job's ``events_read``: what a
-        CMSSW FJR gives.
+        CMSSW FJR gives. A job killed at its hard limit in the middle of a unit names it ``in_progress``
+        with the seconds spent on it (as the wrapper does from the worker's journal), whatever the timing
+        detail.
         """
         prefix = job_prefix or stage
         per_unit = per_unit and unit_details
         fields = ("run", "lumi", "events", *features) if unit_details else ("run", "lumi")
         keep = [c for c in fields if c in units.columns]
-        rows = units.select(keep).to_dicts()
+        # Only the units that ran become dicts (a probe round runs a small sample of a large table).
+        ran = np.flatnonzero(jobs.job_index >= 0)
+        rows = dict(zip(ran.tolist(), units.select(keep)[ran].to_dicts(), strict=True))
         seconds = jobs.unit_seconds
         order = np.argsort(jobs.job_index, kind="stable")
         bounds = np.searchsorted(jobs.job_index[order], np.arange(jobs.n_jobs + 1))
@@ -393,11 +412,19 @@ class SyntheticWorkload:
             self.output_bytes_per_event * jobs.events * rng.lognormal(0.0, self.output_sigma, jobs.n_jobs)
             + 2.0e5
         )
+        cut_seconds = jobs.cut_seconds
         reports = []
         for j in range(jobs.n_jobs):
             members = order[bounds[j] : bounds[j + 1]]
             done, todo = [], []
+            in_progress = None
             for i in members.tolist():
+                if cut_seconds is not None and cut_seconds[i] == cut_seconds[i]:
+                    in_progress = {
+                        "run": rows[i]["run"],
+                        "lumi": rows[i]["lumi"],
+                        "seconds": float(cut_seconds[i]),
+                    }
                 if jobs.finished[i]:
                     unit = dict(rows[i])
                     if per_unit:
@@ -419,6 +446,7 @@ class SyntheticWorkload:
                     peak_rss_bytes=int(rss[j]),
                     units=done,
                     unfinished=todo,
+                    in_progress=in_progress,
                     outputs=[OutputFile(name=f"{job_id}.root", bytes=int(out_bytes[j]))],
                     soft_stopped=bool(jobs.soft_stopped[j]),
                     hard_killed=bool(jobs.hard_killed[j]),

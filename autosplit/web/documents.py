@@ -37,12 +37,17 @@ ATTEMPT_FIELDS = (
     "events",
     "units_done",
     "units_returned",
+    "elapsed_seconds",
     "time",
 )
-#: Job fields from the plan (predicted runtime and limits in seconds, memory request in MB).
+#: Job fields from the plan (predicted runtime and limits in seconds, memory request in MB), and how the
+#: job ended (its last outcome and when, as a Unix timestamp; None while it is not over).
 JOB_FIELDS = (
     "node",
     "stage",
+    "kind",
+    "outcome",
+    "ended",
     "n_units",
     "events",
     "predicted_seconds",
@@ -51,6 +56,10 @@ JOB_FIELDS = (
     "memory_mb",
     "attempts",
 )
+
+
+#: The unit counts a task list entry carries (see :class:`autosplit.web.schemas.Units`).
+_UNIT_COUNTS = ("total", "done", "pending", "quarantined", "in_jobs")
 
 
 def clean(value: Any) -> Any:
@@ -71,7 +80,7 @@ def status_document(task: TaskDir) -> dict[str, Any]:
 
 def is_final(status: dict[str, Any]) -> bool:
     """True when the task's state can no longer change by itself (completed, failed, killed)."""
-    return status["state"] in FINAL_STATES
+    return status.get("state") in FINAL_STATES
 
 
 def task_entry(task_id: str, task: TaskDir) -> dict[str, Any]:
@@ -94,15 +103,18 @@ def task_entry(task_id: str, task: TaskDir) -> dict[str, Any]:
             "remaining_seconds": None,
             "error": str(exc),
         }
-    units = status["units"]
+    units = status.get("units")
+    if not isinstance(units, dict) or not all(isinstance(units.get(k), int) for k in _UNIT_COUNTS):
+        units = None  # a document without the unit counts: listed, without progress
+    stages = status.get("stages")
     return {
         "id": task_id,
-        "name": status["task"],
-        "state": status["state"],
+        "name": status.get("task") or task.root.name,
+        "state": status.get("state") or "unknown",
         "final": is_final(status),
         "units": units,
-        "progress": units["done"] / units["total"] if units["total"] else 0.0,
-        "stage": next(reversed(status["stages"]), None),
+        "progress": units["done"] / units["total"] if units and units["total"] else 0.0,
+        "stage": next(reversed(stages), None) if isinstance(stages, dict) else None,
         "remaining_seconds": status.get("remaining_seconds"),
         "error": status.get("error"),
     }
@@ -123,14 +135,14 @@ def jobs_page(
     states = job_states(task, jobs, attempts) if jobs.height else {}
     last: dict[str, dict[str, Any]] = {}
     for row in attempts.iter_rows(named=True):
-        last[row["node"]] = {k: row[k] for k in ATTEMPT_FIELDS}
+        last[row["node"]] = {k: row.get(k) for k in ATTEMPT_FIELDS}
     selected = []
     for job in jobs.iter_rows(named=True):
         shown = states.get(job["node"], "queued")
         if (stage is not None and job["stage"] != stage) or (state is not None and shown != state):
             continue
         selected.append(
-            {k: job[k] for k in JOB_FIELDS}
+            {k: job.get(k) for k in JOB_FIELDS}
             | {
                 "state": shown,
                 "ledger_state": job["state"],
@@ -165,11 +177,18 @@ def runtimes(task: TaskDir) -> dict[str, Any]:
         attempts = ledger.attempts()
     measured: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in attempts.iter_rows(named=True):
-        measured[row["node"]].append({k: row[k] for k in ATTEMPT_FIELDS if k != "message"})
+        measured[row["node"]].append({k: row.get(k) for k in ATTEMPT_FIELDS if k != "message"})
     rows = [
         {
-            k: job[k]
-            for k in ("node", "stage", "predicted_seconds", "soft_limit_seconds", "hard_limit_seconds")
+            k: job.get(k)
+            for k in (
+                "node",
+                "stage",
+                "kind",
+                "predicted_seconds",
+                "soft_limit_seconds",
+                "hard_limit_seconds",
+            )
         }
         | {"measured": measured.get(job["node"], [])}
         for job in jobs.iter_rows(named=True)

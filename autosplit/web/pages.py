@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Annotated
 
+import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -20,7 +21,15 @@ from autosplit.web.api import catalog
 from autosplit.web.catalog import CatalogEntry, TaskCatalog
 from autosplit.web.format import FILTERS
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+#: Templates see a field the document lacks as empty (not an error), and the filters show it as '–'; the
+#: view functions take optional fields with defaults too, so a page renders whatever the document holds.
+TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=jinja2.select_autoescape(),
+        undefined=jinja2.ChainableUndefined,
+    )
+)
 TEMPLATES.env.filters.update(FILTERS)
 TEMPLATES.env.globals["version"] = __version__
 TEMPLATES.env.globals["state_class"] = views.state_class

@@ -105,8 +105,9 @@ def _empty(name: str, title: str, message: str) -> str:
     return _svg(name, title, [text])
 
 
-def _category(stage: str, outcome: str) -> str:
-    if stage.startswith("probe"):
+def _category(job: dict[str, Any], outcome: str) -> str:
+    kind = job.get("kind")
+    if kind == "probe" or (kind is None and str(job.get("stage") or "").startswith("probe")):
         return "probe"
     if outcome in DONE_OUTCOMES:
         return "done"
@@ -116,9 +117,7 @@ def _category(stage: str, outcome: str) -> str:
 def _soft_limit(jobs: list[dict[str, Any]]) -> float | None:
     """The most common soft limit of the planned (non-probe) jobs, in seconds."""
     limits = Counter(
-        j["soft_limit_seconds"]
-        for j in jobs
-        if j["soft_limit_seconds"] and not j["stage"].startswith("probe")
+        j["soft_limit_seconds"] for j in jobs if j["soft_limit_seconds"] and _category(j, "") != "probe"
     )
     return limits.most_common(1)[0][0] if limits else None
 
@@ -128,7 +127,7 @@ def runtime_histogram(doc: dict[str, Any], bins: int = 20) -> str:
     jobs stopped at the soft or hard limit, failed attempts), the plan's predicted runtimes as an outline, and the target and soft limit as lines."""
     title = "Job runtimes: measured (bars) and predicted (outline), against the target and the soft limit"
     measured = [
-        (_category(job["stage"], attempt["outcome"]), float(attempt["wall_seconds"]))
+        (_category(job, attempt["outcome"]), float(attempt["wall_seconds"]))
         for job in doc["jobs"]
         for attempt in job["measured"]
         if attempt.get("wall_seconds") is not None

@@ -53,6 +53,7 @@ class Attempt(BaseModel):
     events: int | None
     units_done: int
     units_returned: int
+    elapsed_seconds: float | None = Field(None, description="from the job's creation to this report")
     time: float = Field(description="when the postjob recorded it")
 
 
@@ -61,6 +62,9 @@ class Job(BaseModel):
     stage: str
     state: str = Field(description="display state, as status counts it per stage")
     ledger_state: str = Field(description="planned, finished, failed or killed")
+    kind: str | None = Field(None, description="probe, bulk, or alone (a unit that must run by itself)")
+    outcome: str | None = Field(None, description="the outcome that ended the job; None while it is not over")
+    ended: float | None = Field(None, description="when the job ended; None while it is not over")
     n_units: int
     events: int
     predicted_seconds: float | None = Field(description="the plan's predicted runtime")
@@ -92,6 +96,7 @@ class LumiReports(BaseModel):
 class RuntimeJob(BaseModel):
     node: str
     stage: str
+    kind: str | None = None
     predicted_seconds: float | None
     soft_limit_seconds: float | None
     hard_limit_seconds: float | None

@@ -1,8 +1,10 @@
-"""The lower bound row: all the work on every slot at once, no overhead, no failure, perfect packing.
+"""The lower-bound row: no schedule of the task on the pool can end earlier (:func:`autosplit.sim.lower_bound`).
 
-``makespan = total true CPU / summed slot speed`` (:func:`autosplit.sim.lower_bound`; with a drift the
-pool's rate follows the drift). Poison units are left out (no policy can finish them). It is not a policy:
-no jobs, no waste.
+``max(work term, longest-unit term)``: the completable work over the pool's summed slot speed, with a
+drift's cost factor taken as its running minimum (a job fixes its factor when its payload starts, so a
+rising cost cannot be used against the bound), and the longest unit alone on the fastest site. Poison
+units are left out (no policy can finish them). The derivation is in ``lower_bound``'s docstring. It is
+not a policy: no jobs, no waste.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ from autosplit.sim import Pool, Truth, lower_bound
 
 def bound_row(truth: Truth, pool: Pool) -> dict[str, Any]:
     """The bound as a benchmark row (``policy = "bound"``)."""
+    work = truth.total_seconds() / pool.speed_sum
     return {
         "policy": "bound",
         "makespan_s": lower_bound(truth, pool),
+        "work_over_speed_s": work,
+        "longest_unit_s": float(truth.seconds[truth.workable()].max() * pool.time_factors.min())
+        if truth.workable().any()
+        else 0.0,
         "cpu_waste_fraction": 0.0,
         "n_jobs": 0,
         "frac_soft_limit": 0.0,
         "n_tail_jobs": 0,
         "n_stages": 0,
-        # The longest unit on the fastest site: no schedule ends before it (up to node jitter).
-        "longest_unit_s": float(truth.seconds[truth.workable()].max() * pool.time_factors.min())
-        if truth.n_units
-        else 0.0,
     }

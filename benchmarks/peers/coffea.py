@@ -34,8 +34,20 @@ from autosplit.sim import SimJob
 
 
 def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Slope and intercept of ``y = slope * x + intercept`` by ``scipy.stats.linregress``, as coffea fits
-    them; NaN when every ``x`` is the same (no line can be fitted)."""
+    """Slope and intercept of ``y = slope * x + intercept`` by least squares, as coffea fits them with
+    ``scipy.stats.linregress`` (the same estimates, computed directly: this runs after every task); NaN
+    when every ``x`` is the same (no line can be fitted)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.size < 2 or np.ptp(x) == 0:
+        return math.nan, math.nan
+    dx = x - x.mean()
+    slope = float(dx @ (y - y.mean()) / (dx @ dx))
+    return slope, float(y.mean() - slope * x.mean())
+
+
+def linear_fit_scipy(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """:func:`linear_fit` by ``scipy.stats.linregress`` itself (the tests compare the two)."""
     if np.ptp(x) == 0:
         return math.nan, math.nan
     fit = linregress(x, y)
@@ -54,10 +66,17 @@ class CoffeaPolicy:
     name: str = "coffea"
     chunksizes_: list[int] = field(default_factory=list, init=False, repr=False)
 
+    def _record(self, events: float, seconds: float) -> None:
+        n = self._n_done
+        if n == self._done_buffer.shape[1]:
+            self._done_buffer = np.concatenate([self._done_buffer, np.empty_like(self._done_buffer)], axis=1)
+        self._done_buffer[:, n] = (events, seconds)
+        self._n_done = n + 1
+
     def _update(self) -> None:
         """Recompute the chunksize from every finished task."""
-        events = np.asarray(self._events_done)
-        seconds = np.asarray(self._seconds_done)
+        events = self._done_buffer[0, : self._n_done]
+        seconds = self._done_buffer[1, : self._n_done]
         rates = events / seconds
         keep = rates >= np.quantile(rates, self.drop_quantile)
         slope, intercept = (
@@ -112,8 +131,7 @@ class CoffeaPolicy:
         self._outstanding -= 1
         job = attempt.job
         if attempt.outcome in ("ok", "soft"):
-            self._events_done.append(float(self._events[job.rows].sum()))
-            self._seconds_done.append(attempt.overhead + attempt.payload)
+            self._record(float(self._events[job.rows].sum()), attempt.overhead + attempt.payload)
             self._update()
         else:
             number = job.meta["attempt"]
@@ -139,8 +157,8 @@ class CoffeaPolicy:
         self._files = np.split(order, starts[1:])
         self._file = self._cursor = 0
         self._size = self.chunksize
-        self._events_done: list[float] = []
-        self._seconds_done: list[float] = []
+        self._done_buffer = np.empty((2, 1024))
+        self._n_done = 0
         self._retry: deque[tuple[np.ndarray, int]] = deque()
         self._outstanding = 0
         self._done = sim.env.event()

@@ -6,10 +6,14 @@
   DAG retries ``numAutomJobRetries = 3``; their outputs are not kept (§1.2, PreJob ``CRAB_TransferOutputs=0``):
   the work is discarded.
 * **Processing** (§1.5): PreDAG waits for 100 % of the probes, takes the *arithmetic mean* of the probes'
-  ``EventThroughput`` (events / loop seconds), sets ``events_per_job = int(0.75 * minutes_per_job * 60 *
-  throughput)``, capped so a job's output stays under ``automaticOutputSizeMaximum`` = 5 GB, and splits the
-  *whole* dataset again with ``EventAwareLumiBased``. Processing jobs ramp down at ``minutes_per_job`` and
-  have **0 retries** (§1.5 step 6).
+  ``EventThroughput`` (events / loop seconds) and of their event sizes (output bytes // input events + 1,
+  from the probes' FJRs), sets ``events_per_job = int(0.75 * minutes_per_job * 60 * throughput)``, capped
+  so a job's output stays under ``automaticOutputSizeMaximum`` = 5 GB, and splits the *whole* dataset
+  again with ``EventAwareLumiBased``. Processing jobs ramp down at ``minutes_per_job`` and have **0
+  retries** (§1.5 step 6).
+* **Events per lumi** (§2.2): WMCore's EventAwareLumiBased counts every lumi of a file as the file's
+  *average* events per lumi (``avgEvtsPerLumi``, rounded), never the real per-lumi counts, so CRAB3 splits
+  on those averages here too (job sizes vary with the lumi-size spread within files).
 * **Tails** (§1.7): with more than ``minAutomaticTailSize = 100`` processing jobs, three tail PreDAGs fire at
   50 %, 80 % and 100 % of processing jobs completed, else one at 100 %. Each takes the missing lumis of the
   newly completed jobs plus *all* lumis of failed ones, re-estimates the throughput as the mean over the
@@ -21,11 +25,17 @@
 * **Limits** (§1.6): processing and tail jobs are removed at ``MaxWallTimeMinsRun`` = 1250 min: the
   processing cap ``min(runtime + 60, maxjobruntime)`` does not reach the jobs (dmwm/CRABServer#5697), and
   since the 2025 refactor probes and tails get the same. A removed job writes no FJR: its work is lost.
-* **Latency** (§1.9): PreDAG scripts are PRE scripts with ``DEFER 4 300``: each re-checks every 300 s, and
-  reads job states from the status cache that ``cache_status.py`` rewrites every 300 s.
+* **Latency** (§1.9, §1.3): PreDAG scripts are PRE scripts with ``DEFER 4 300``: each re-checks every
+  300 s, and reads job states from the status cache that ``cache_status.py`` rewrites every 300 s; once a
+  PreDAG has split, its sub-DAG goes through ``condor_submit_dag`` and a negotiation cycle before jobs
+  run: the pool's ``stage_delay_seconds``.
+* **What it does not get**: the slot count, the true costs, per-unit timings (an FJR has none), the
+  failure hazard. Crashes show only as failed jobs.
 
 Simplifications: one location set (so FileBased makes exactly the chunks above); the throughput of a probe
-is events over payload seconds of the lumis it finished; ASO and PostJob deferrals are not modelled.
+is events over payload seconds of the lumis it finished; a probe's output size is drawn from the
+workload's output model (``output_bytes_per_event`` with its lognormal spread, plus 200 kB per file); ASO
+and PostJob deferrals are not modelled.
 """
 
 from __future__ import annotations
@@ -57,7 +67,8 @@ class Crab3Policy:
     tail_minimum: float = 45 * 60.0  #: automaticTailRuntimeMinimumMins
     tail_fraction: float = 0.2  #: automaticTailRuntimeFraction
     max_output_bytes: float = 5e9  #: automaticOutputSizeMaximum
-    output_bytes_per_event: float = 3.0e4
+    output_bytes_per_event: float = 3.0e4  #: true output bytes per event (what the probes' outputs show)
+    output_sigma: float = 0.1  #: lognormal spread of a job's output size
     max_wall: float = 1250 * 60.0  #: MaxWallTimeMinsRun default
     job_retries: int = 3  #: numAutomJobRetries (probes and tails)
     min_tail_size: int = 100  #: minAutomaticTailSize
@@ -66,6 +77,7 @@ class Crab3Policy:
     cache_seconds: float = 300.0  #: status_cache refresh period
     name: str = "crab3"
     probe_rates_: list[float] = field(default_factory=list, init=False, repr=False)
+    event_size_: float = field(default=0.0, init=False, repr=False)
     events_per_job_: int = field(default=0, init=False, repr=False)
 
     # ------------------------------------------------------------------ helpers
@@ -89,9 +101,33 @@ class Crab3Policy:
         events = float(sim.dataset.units["events"].to_numpy()[attempt.job.rows[: attempt.n_run]].sum())
         return events / attempt.payload if events > 0 else None
 
+    def _event_size(self, sim: Any, attempt: Any, rng: np.random.Generator) -> float | None:
+        """The FJR's output bytes per input event (``outsize // events + 1``) of a job that reported."""
+        if attempt.outcome not in ("ok", "soft") or attempt.n_run == 0:
+            return None
+        events = float(sim.dataset.units["events"].to_numpy()[attempt.job.rows[: attempt.n_run]].sum())
+        if events <= 0:
+            return None
+        out = self.output_bytes_per_event * events * rng.lognormal(0.0, self.output_sigma) + 2.0e5
+        return float(out // events + 1)
+
     def _events_per_job(self, minutes_target: float, rate: float) -> int:
         events = int(minutes_target * rate * 60.0)
-        return max(min(events, int(self.max_output_bytes / self.output_bytes_per_event)), 1)
+        return max(min(events, int(self.max_output_bytes / max(self.event_size_, 1.0))), 1)
+
+    @staticmethod
+    def wmcore_view(dataset: Any) -> Any:
+        """The dataset as WMCore splits it: each lumi has its file's average events per lumi (rounded)."""
+        from autosplit.datasets import Dataset
+
+        units = dataset.units
+        file_of = units["file_id"].to_numpy()
+        events = units["events"].to_numpy().astype(np.float64)
+        per_file = np.bincount(file_of, weights=events) / np.maximum(np.bincount(file_of), 1)
+        average = np.round(per_file[file_of]).astype(np.int64)
+        return Dataset(
+            units.with_columns(events=average), dataset.files, name=dataset.name, meta=dataset.meta
+        )
 
     def _job(
         self, rows: np.ndarray, stage: str, soft: float | None, retries: int, keep: bool = True
@@ -147,10 +183,11 @@ class Crab3Policy:
         rate = float(np.mean(rates)) if rates else float(np.mean(self.probe_rates_))
         minutes = max(self.tail_minimum, self.tail_fraction * self.target_runtime) / 60.0
         plan = split(
-            sim.dataset.take(missing),
+            self._wmcore.take(missing),
             "EventAwareLumiBased",
             events_per_job=self._events_per_job(minutes, rate),
         )
+        yield sim.delay(sim.pool.stage_delay_seconds)
         stage = f"tail-{number}"
         tail_jobs = [
             self._job(missing[plan.job_rows(k)], stage, None, self.job_retries) for k in range(plan.n_jobs)
@@ -169,6 +206,7 @@ class Crab3Policy:
     # ------------------------------------------------------------------ the task
     def run(self, sim: Any) -> Generator[Any, Any, None]:
         rng = np.random.default_rng([sim.seed, 303])
+        self._wmcore = self.wmcore_view(sim.dataset)
         self._phase = float(rng.uniform(0.0, self.cache_seconds))
         probes = self._probes(sim, rng)
         sim.submit_many(probes)
@@ -176,19 +214,23 @@ class Crab3Policy:
         self.probe_rates_ = [
             r for r in (self._throughput(sim, job.result) for job in probes) if r is not None
         ]
-        if not self.probe_rates_:
+        sizes = [s for s in (self._event_size(sim, job.result, rng) for job in probes) if s is not None]
+        if not self.probe_rates_ or not sizes:
             sim.lose(sim.pending_rows(), "Splitting failed because all probe jobs failed")
             return
+        self.event_size_ = float(np.mean(sizes))
         minutes = self.margin * self.target_runtime / 60.0
         self.events_per_job_ = self._events_per_job(minutes, float(np.mean(self.probe_rates_)))
-        plan = split(sim.dataset, "EventAwareLumiBased", events_per_job=self.events_per_job_)
+        plan = split(self._wmcore, "EventAwareLumiBased", events_per_job=self.events_per_job_)
         jobs = [self._job(plan.job_rows(k), "processing", self.target_runtime, 0) for k in range(plan.n_jobs)]
         for k, job in enumerate(jobs):
             job.priority = float(len(jobs) - k)
-        sim.submit_many(jobs)
+        # The tail PreDAG nodes start with the processing DAG; its jobs run after submission + negotiation.
         counts = self.tail_counts(len(jobs))
         processed: set[int] = set()
         tails = [sim.env.process(self._tail(sim, k + 1, jobs, processed, c)) for k, c in enumerate(counts)]
+        yield sim.delay(sim.pool.stage_delay_seconds)
+        sim.submit_many(jobs)
         yield sim.env.all_of(tails)
         leftover = sim.pending_rows()
         sim.lose(leftover, "never reached by a tail")
@@ -199,5 +241,6 @@ def make(workload: Any, **params: Any) -> Crab3Policy:
     return Crab3Policy(
         target_runtime=workload.target_runtime,
         output_bytes_per_event=workload.cost.output_bytes_per_event,
+        output_sigma=workload.cost.output_sigma,
         **params,
     )

@@ -88,7 +88,7 @@ class PandaPolicy:
             stage=stage,
             hard_limit=self.queue_maxtime,
             keep_on_kill=False,
-            meta={"files": files, "attempt": attempt},
+            meta={"files": files, "attempt": attempt, "cputime": self.cputime_},
             on_done=self._on_done,
         )
 

@@ -35,7 +35,7 @@ def running_pid(dag: str | os.PathLike[str]) -> int | None:
 def request_halt(dag: str | os.PathLike[str]) -> Path:
     """Halt the DAG (creates ``<dag>.halt``). Returns the halt file's path."""
     halt = _sibling(dag, ".halt")
-    if not Path(dag).is_file():
+    if not os.path.isfile(dag):
         raise DagError(f"{dag}: no such DAG file")
     halt.touch()
     return halt

@@ -294,7 +294,7 @@ class ScopeCommands:
             return splice.terminal if as_parent else splice.initial
         return [full]
 
-    def _add_edge(self, parent: str, child: str) -> None:
+    def _add_edge(self, parent: str, child: str, line: Line) -> None:
         p, c = self.scope.nodes[parent], self.scope.nodes[child]
         if p.is_final or c.is_final:
             raise ValueError(
@@ -303,6 +303,7 @@ class ScopeCommands:
         if child not in p.children:
             p.children.append(child)
             c.parents.append(parent)
+            self.dag.edges[(parent, child)] = line.loc
 
     def _cmd_parent(self, line: Line) -> None:
         words = line.text.split()
@@ -320,7 +321,7 @@ class ScopeCommands:
                 for c in cs:
                     if p == c:
                         raise ValueError(f"node {p} cannot be its own parent")
-                    self._add_edge(p, c)
+                    self._add_edge(p, c, line)
         except ValueError as exc:
             raise self._error(line, str(exc)) from None
 
@@ -470,7 +471,7 @@ class ScopeCommands:
             for pin, outs in a.pin_out.items():
                 for p in outs:
                     for c in b.pin_in[pin]:
-                        self._add_edge(p, c)
+                        self._add_edge(p, c, line)
         except ValueError as exc:
             raise self._error(line, str(exc)) from None
 

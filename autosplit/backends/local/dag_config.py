@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from autosplit._io import InputProblem, decode_bytes, read_regular_bytes
 from autosplit.backends.local.errors import DagParseError
 from autosplit.backends.local.model import Location
 
@@ -42,9 +43,9 @@ CONFIG_POOL_ONLY = {
 def read_config(path: Path, where: Location) -> dict[str, str]:
     """Read a DAGMan CONFIG file (``KNOB = value`` lines); unknown knobs are refused with file and line."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise DagParseError(where.file, where.line, "CONFIG", f"cannot read {path}: {exc}") from None
+        lines = decode_bytes(read_regular_bytes(path, "DAGMan config"), "DAGMan config file").splitlines()
+    except InputProblem as problem:
+        raise DagParseError(where.file, where.line, "CONFIG", f"{path}: {problem.reason}") from None
     out: dict[str, str] = {}
     for number, raw in enumerate(lines, 1):
         text = raw.strip()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from autosplit._io import InputProblem, decode_bytes, read_regular_bytes
 from autosplit.backends.local.errors import DagParseError
 from autosplit.backends.local.model import Location
 
@@ -40,11 +41,12 @@ def read_lines(
     """The logical lines of a DAG file, INCLUDEd files expanded in place (``stack``: files being read,
     for the recursion check; ``where``: the INCLUDE line; ``resolve``: a file name as written -> its path)."""
     try:
-        raw = path.read_text().splitlines()
-    except OSError as exc:
+        raw = decode_bytes(read_regular_bytes(path, "DAG"), "DAG file").splitlines()
+    except InputProblem as problem:
         loc = where or Location(str(path), 0)
+        about = "" if where is None else f"{path}: "  # the top-level file is named by the location already
         raise DagParseError(
-            loc.file, loc.line, "INCLUDE" if where else "DAG", f"cannot read {path}: {exc}"
+            loc.file, loc.line, "INCLUDE" if where else "DAG", about + problem.reason
         ) from None
     display = str(path)
     out: list[Line] = []

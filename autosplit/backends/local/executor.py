@@ -43,7 +43,7 @@ from pathlib import Path
 from autosplit.backends.local.control_requests import ControlRequests, signals_as_requests
 from autosplit.backends.local.errors import DagError, DagParseError
 from autosplit.backends.local.exits import ExitHandler
-from autosplit.backends.local.journal import DagLock, Journal
+from autosplit.backends.local.journal import RUN_MARKER, DagLock, Journal
 from autosplit.backends.local.launcher import Launcher
 from autosplit.backends.local.logs import DagmanOut
 from autosplit.backends.local.model import EXIT_ERROR, Dag, DagStatus, NodeStatus
@@ -73,7 +73,7 @@ class _Executor:
         dag_path = dag.path if dag.path.is_absolute() else (Path.cwd() / dag.path)
         self.lock = DagLock(dag_path.with_name(dag_path.name + ".lock"))
         self.journal = Journal(dag_path.with_name(dag_path.name + ".journal"))
-        self.watcher = ProcessWatcher()
+        self.watcher = ProcessWatcher({RUN_MARKER: os.path.realpath(self.lock.path)})
         self.out = DagmanOut(dag_path.with_name(dag_path.name + ".dagman.out"))
         # Collaborators share one DagState; each may call only those created before it.
         self.state = state = DagState(dag, dag_path, self.settings, self.journal, self.out)
@@ -280,7 +280,13 @@ def _run(path: Path, opts: RunOptions) -> DagResult:
         cycle = find_cycle(dag)
         if cycle:
             executor.discard()
-            raise DagParseError(str(path), 0, "PARENT", "the DAG has a cycle: " + " -> ".join(cycle))
+            where = dag.cycle_location(cycle)
+            raise DagParseError(
+                where.file if where else str(path),
+                where.line if where else 0,
+                "PARENT",
+                "this edge closes a cycle: " + " -> ".join(cycle),
+            )
     main_thread = threading.current_thread() is threading.main_thread()
     handle = opts.handle_signals if opts.handle_signals is not None else main_thread
     with signals_as_requests(executor.requests, executor.watcher.wake, handle):

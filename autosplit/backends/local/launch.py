@@ -4,12 +4,14 @@ autosplit.backends.local`` in the node's DIR, as DAGMan runs ``condor_dagman`` f
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from autosplit._io import InputProblem, decode_bytes, read_regular_bytes
 from autosplit.backends.local.errors import SubmitError
 from autosplit.backends.local.model import Node
 from autosplit.backends.local.processes import ProcessWatcher
@@ -26,11 +28,11 @@ def submit_text(node: Node, node_dir: Path, descriptions: dict[str, str], quiet:
         return descriptions[node.submit]
     path = node_dir / node.submit
     try:
-        return path.read_text()
-    except OSError as exc:
+        return decode_bytes(read_regular_bytes(path, "submit description"), "submit description")
+    except InputProblem as problem:
         if quiet:
             return None
-        raise SubmitError(f"node {node.name}: cannot read submit file {path}: {exc.strerror}") from None
+        raise SubmitError(f"node {node.name}: submit file {path}: {problem.reason}") from None
 
 
 def subdag_spec(
@@ -44,7 +46,7 @@ def subdag_spec(
     """
     path = Path(dag_file)
     full = path if path.is_absolute() else cwd / path
-    if not full.is_file():
+    if not os.path.isfile(full):  # False, not OSError, for an over-long name
         raise SubmitError(f"sub-DAG file {full} does not exist")
     argv = [
         sys.executable,

@@ -136,6 +136,15 @@ class Dag:
     env_set: dict[str, str] = field(default_factory=dict)
     reject: Location | None = None
     warnings: list[str] = field(default_factory=list)
+    # (parent, child) -> where the edge was declared (PARENT/CHILD or CONNECT line), in declaration order
+    edges: dict[tuple[str, str], Location] = field(default_factory=dict)
+
+    def cycle_location(self, cycle: list[str]) -> Location | None:
+        """Where the edge that closes ``cycle`` (node names, first == last) was declared: of the cycle's
+        edges, the one declared last (the line that turned the graph cyclic)."""
+        order = {edge: index for index, edge in enumerate(self.edges)}
+        edges = [(a, b) for a, b in zip(cycle, cycle[1:], strict=False) if (a, b) in order]
+        return self.edges[max(edges, key=order.__getitem__)] if edges else None
 
     def categories(self) -> dict[str, tuple[int, int | None]]:
         """Category name -> (number of member nodes, MAXJOBS limit or None)."""

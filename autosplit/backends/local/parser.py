@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from autosplit._io import InputProblem, check_regular_file
 from autosplit.backends.local.dag_commands import PASS1, PASS2, UNSUPPORTED, Scope, ScopeCommands, Splice
 from autosplit.backends.local.dag_lines import Line, normalize_keyword, parse_vars, read_lines
 from autosplit.backends.local.errors import DagParseError
@@ -33,8 +34,12 @@ def parse_dag(path: str | os.PathLike[str], workdir: str | os.PathLike[str] | No
     and keyword for anything malformed or unsupported.
     """
     dag_path = Path(path)
-    if not dag_path.is_file():
-        raise DagParseError(str(path), 0, "DAG", "no such DAG file")
+    try:
+        check_regular_file(dag_path, "DAG")
+    except InputProblem as problem:
+        raise DagParseError(
+            str(path), 0, "DAG", "no such DAG file" if problem.missing else problem.reason
+        ) from None
     wd = Path(workdir) if workdir is not None else dag_path.resolve().parent
     dag = Dag(path=dag_path, workdir=wd.resolve())
     parser = _FileParser(dag, dag_path, prefix="", dir_prefix="", depth=0, stack=())
@@ -117,7 +122,7 @@ class _FileParser(ScopeCommands):
         spath = Path(words[2])
         if not spath.is_absolute():
             spath = self.dag.workdir / sdir / spath
-        if not spath.is_file():
+        if not os.path.isfile(spath):  # False, not OSError, for an over-long name
             raise self._error(line, f"splice file {spath} does not exist")
         if spath.resolve() in self.stack:
             raise self._error(line, f"recursive DAG file parsing of {spath}")

@@ -34,7 +34,9 @@ class Exit:
 class ProcessWatcher:
     """Spawns children and reports their exits; :meth:`wait` blocks until one exits or a timeout passes."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        # Added to every child's environment: marks the processes of one DAG run (see journal.RUN_MARKER).
+        self._extra_env = dict(extra_env or {})
         self._sel = selectors.DefaultSelector()
         self._children: dict[int, tuple[Any, subprocess.Popen, int | None]] = {}
         self._use_pidfd = hasattr(os, "pidfd_open")
@@ -64,7 +66,7 @@ class ProcessWatcher:
             argv,
             executable=executable,
             cwd=cwd,
-            env=env,
+            env={**env, **self._extra_env} if self._extra_env else env,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autosplit._io import InputProblem, decode_bytes, read_regular_bytes
 from autosplit.backends.local.errors import DagParseError
 from autosplit.backends.local.statusfile import write_atomically
 
@@ -49,7 +50,11 @@ class RescueInfo:
 def read_rescue(path: Path) -> RescueInfo:
     """Read the DONE (and RETRY) lines of a rescue file; other commands are refused."""
     info = RescueInfo(path)
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = decode_bytes(read_regular_bytes(path, "rescue DAG"), "rescue DAG")
+    except InputProblem as problem:
+        raise DagParseError(str(path), 0, "DAG", problem.reason) from None
+    for number, raw in enumerate(text.splitlines(), 1):
         text = raw.strip()
         if not text or text.startswith("#") or text.startswith("//"):
             continue

@@ -55,7 +55,12 @@ class Shutdown:
                 state.out("ERROR: DAG finished but not all nodes are complete -- checking for a cycle...")
                 cycle = find_cycle(state.dag)
                 if cycle:
-                    state.out("... ERROR: a cycle exists in the dag: " + " -> ".join(cycle))
+                    where = state.dag.cycle_location(cycle)
+                    state.out(
+                        "... ERROR: a cycle exists in the dag: "
+                        + " -> ".join(cycle)
+                        + (f" (closed by the edge declared at {where})" if where else "")
+                    )
                     status = DagStatus.CYCLE
                 else:
                     state.out("... ERROR: no cycle found; unknown error condition")

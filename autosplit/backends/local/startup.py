@@ -16,7 +16,7 @@ from pathlib import Path
 from autosplit.backends.local import rescue as rescue_mod
 from autosplit.backends.local.control_requests import ControlRequests
 from autosplit.backends.local.errors import DagParseError
-from autosplit.backends.local.journal import DagLock, Recovery, kill_orphans
+from autosplit.backends.local.journal import DagLock, Recovery, kill_orphans, kill_unrecorded
 from autosplit.backends.local.logs import JobstateLog
 from autosplit.backends.local.model import NodeStatus
 from autosplit.backends.local.node_logs import NodeLogs
@@ -91,7 +91,7 @@ def start_run(
             run.details = "User defined as DONE"
             state.terminate(run, journal=False, start_children=False)
     if recovery is not None:
-        _recover(state, recovery, logs, opts.kill_grace)
+        _recover(state, recovery, logs, opts.kill_grace, lock.path)
     for run in state.runs.values():
         if run.status == NodeStatus.NOT_READY and run.waiting == 0 and not run.node.is_final:
             state.start_node(run)
@@ -127,13 +127,18 @@ def _apply_rescue(state: DagState, rescue_path: Path) -> None:
     state.rescue_number = int(m.group(1)) if m else 0
 
 
-def _recover(state: DagState, recovery: Recovery, logs: NodeLogs, kill_grace: float) -> None:
+def _recover(state: DagState, recovery: Recovery, logs: NodeLogs, kill_grace: float, lock_path: Path) -> None:
     state.out("Running in RECOVERY mode... (journal of an interrupted run found)")
     if logs.jobstate is not None:
         logs.jobstate.internal("RECOVERY_STARTED")
     killed = kill_orphans(recovery.orphans, grace=kill_grace + 1.0)
     if killed:
         state.out(f"Killed {len(killed)} process group(s) left running by the interrupted run")
+    unrecorded = kill_unrecorded(
+        lock_path, state.journal.path, grace=kill_grace + 1.0, recorded=frozenset(recovery.orphans)
+    )
+    if unrecorded:
+        state.out(f"Killed {len(unrecorded)} process(es) the interrupted run started but never recorded")
     for name, retries in recovery.retries.items():
         if name in state.runs:
             state.runs[name].retries = retries

@@ -21,6 +21,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autosplit._io import InputProblem, decode_bytes, read_regular_bytes
 from autosplit.backends.local.errors import SubmitError
 
 # Keys with a local meaning implemented here.
@@ -162,6 +163,43 @@ def parse_submit_text(text: str, origin: str, implicit_queue: bool = False) -> S
     return SubmitLines(assignments, queue)
 
 
+# condor_submit's macro references (config.cpp, next_config_macro): a "$" (or "$" + an ASCII word) right
+# before "(" may start one. In $(...) and $ENV(...) the body must be a macro name -- letters, digits and
+# "_", "." or "/" -- optionally followed by ":" and a default value, which may also hold "$", blanks, ","
+# and backslashes. A body with any other character (a shell "$(cat n.txt || echo 0)", an arithmetic "$((n+1))") is not
+# a reference: condor_submit leaves it as written, and so does this reader. Expansion repeats, leftmost
+# reference first, until none is left (a value's own references are expanded in later rounds); $(DOLLAR)
+# becomes "$" only at the end, so "$(DOLLAR)(x)" stays the text "$(x)".
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./")
+_DEFAULT_CHARS = _NAME_CHARS | frozenset("$ ,\\")
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# condor_submit's other macro functions (case-sensitive, as there): refused, not silently mis-expanded.
+_UNSUPPORTED_FUNCTIONS = {"RANDOM_CHOICE", "RANDOM_INTEGER", "SUBSTR", "INT", "REAL", "STRING", "EVAL"}
+_UNSUPPORTED_FUNCTIONS |= {"BASENAME", "DIRNAME"}
+_FILENAME_FUNCTION = frozenset("pnxdqabfwuPNXDQABFWU")  # $F[pnxdq...](...)
+_MAX_EXPANSIONS = 10_000  # references expanded in one value: more means a circular definition
+_MAX_EXPANDED = 1 << 20  # characters
+
+
+def _reference_end(text: str, start: int) -> int | None:
+    """Index of the ``)`` closing a macro-name body (``name`` or ``name:default``) that starts at
+    ``start``, or None when the text there is not a macro reference (condor's MACRO_BODY_IDCHAR_COLON)."""
+    allowed = _NAME_CHARS
+    for index in range(start, len(text)):
+        char = text[index]
+        if char == ")":
+            return index
+        if char == ":" and allowed is _NAME_CHARS:
+            allowed = _DEFAULT_CHARS
+        elif char not in allowed:
+            return None
+    return None
+
+
+def _is_dollar(body: str) -> bool:
+    return body.upper() == "DOLLAR"
+
+
 class _Macros:
     """Lazy, case-insensitive macro namespace with condor_submit's ``$(...)`` expansion."""
 
@@ -173,68 +211,105 @@ class _Macros:
     def get(self, name: str) -> str | None:
         return self.defs.get(name.lower())
 
-    def expand(self, value: str, depth: int = 0) -> str:
+    def expand(self, value: str) -> str:
+        """``value`` with every macro reference replaced (see the rules above ``_reference_end``)."""
         if "$" not in value:
             return value
-        if depth > 32:
-            raise SubmitError(f"{self.origin}: macro expansion too deep (circular definition?) in {value!r}")
+        text = value
+        for _ in range(_MAX_EXPANSIONS):
+            found = self._next_reference(text)
+            if found is None:
+                return self._dollars(text)
+            start, end, replacement = found
+            text = text[:start] + replacement + text[end:]
+            if len(text) > _MAX_EXPANDED:
+                break
+        raise SubmitError(
+            f"{self.origin}: macro expansion too deep (a circular definition?) in {value[:80]!r}"
+        )
+
+    def _next_reference(self, text: str) -> tuple[int, int, str] | None:
+        """(start, end, replacement) of the leftmost macro reference in ``text``, or None."""
+        position = 0
+        while True:
+            dollar = text.find("$", position)
+            if dollar < 0:
+                return None
+            word_start = dollar + 1
+            double = text.startswith("$", word_start)
+            if double:
+                word_start += 1
+            paren = word_start
+            while paren < len(text) and text[paren] in _WORD_CHARS:
+                paren += 1
+            position = max(paren, dollar + 1)
+            if paren >= len(text) or text[paren] != "(" or double:
+                # not "$word(": literal text. "$$(...)" is a job-ad reference, evaluated per process later;
+                # condor_submit still expands macros inside it, so scanning goes on inside.
+                continue
+            word = text[word_start:paren]
+            if word in ("", "ENV"):
+                end = _reference_end(text, paren + 1)
+                if end is None:
+                    continue  # "$(" of a shell command substitution and the like: left as written
+                body = text[paren + 1 : end]
+                if word == "" and _is_dollar(body):
+                    position = end + 1  # $(DOLLAR) is replaced at the very end
+                    continue
+                return dollar, end + 1, self._env(body) if word else self._lookup(body)
+            if word == "CHOICE":
+                end = _matching(text, paren, self.origin)
+                return dollar, end + 1, self._choice(text[paren + 1 : end])
+            if word in _UNSUPPORTED_FUNCTIONS or (word[0] == "F" and set(word[1:]) <= _FILENAME_FUNCTION):
+                raise SubmitError(f"{self.origin}: submit macro function ${word}() is not supported locally")
+            # "$word(" that condor_submit does not know: left as written, like condor_submit does
+
+    def _lookup(self, body: str) -> str:
+        """Value of ``name`` or ``name:default`` (the default when the macro is undefined or empty)."""
+        name, colon, default = body.partition(":")
+        found = self.get(name)
+        if colon and not found:
+            return default
+        return found or ""
+
+    def _dollars(self, text: str) -> str:
+        """Replace each ``$(DOLLAR)`` by ``$`` (left to right, the result not scanned again)."""
+        if "$(" not in text:
+            return text
         out: list[str] = []
-        i, n = 0, len(value)
-        while i < n:
-            ch = value[i]
-            if ch != "$":
-                out.append(ch)
-                i += 1
-                continue
-            if value.startswith("$$(", i):
-                end = _matching(value, i + 2, self.origin)
-                out.append(value[i : end + 1])  # job-ad reference, expanded per process later
-                i = end + 1
-                continue
-            if value.startswith("$(", i):
-                end = _matching(value, i + 1, self.origin)
-                body = value[i + 2 : end]
-                name, _, default = body.partition(":")
-                found = self.get(name.strip())
-                if found is None:
-                    found = default if _ else ""
-                out.append(self.expand(found, depth + 1))
-                i = end + 1
-                continue
-            m = re.match(r"\$([A-Za-z_]+)\(", value[i:])
-            if m:
-                func = m.group(1).upper()
-                start = i + len(m.group(0)) - 1
-                end = _matching(value, start, self.origin)
-                args = [a.strip() for a in _split_commas(self.expand(value[start + 1 : end], depth + 1))]
-                out.append(self._function(func, args))
-                i = end + 1
-                continue
-            out.append(ch)
-            i += 1
+        position = 0
+        while (dollar := text.find("$(", position)) >= 0:
+            end = _reference_end(text, dollar + 2)
+            if end is not None and _is_dollar(text[dollar + 2 : end]):
+                out.append(text[position:dollar] + "$")
+                position = end + 1
+            else:
+                out.append(text[position : dollar + 2])
+                position = dollar + 2
+        out.append(text[position:])
         return "".join(out)
 
-    def _function(self, func: str, args: list[str]) -> str:
-        if func == "ENV":
-            if not args or not args[0]:
-                raise SubmitError(f"{self.origin}: $ENV() needs a variable name")
-            name, _, default = args[0].partition(":")
-            return self.env.get(name, default)
-        if func == "CHOICE":
-            if len(args) < 2:
-                raise SubmitError(f"{self.origin}: $CHOICE(index, item, ...) needs an index and items")
-            raw = self.get(args[0])
-            raw = self.expand(raw) if raw is not None else args[0]
-            index = {"true": 1, "false": 0}.get(raw.strip().lower())
-            if index is None:
-                try:
-                    index = int(raw)
-                except ValueError:
-                    raise SubmitError(f"{self.origin}: $CHOICE index {args[0]!r} is not an integer") from None
-            if not 0 <= index < len(args) - 1:
-                raise SubmitError(f"{self.origin}: $CHOICE index {index} out of range")
-            return args[index + 1]
-        raise SubmitError(f"{self.origin}: submit macro function ${func}() is not supported locally")
+    def _env(self, body: str) -> str:
+        name, _, default = body.partition(":")
+        if not name:
+            raise SubmitError(f"{self.origin}: $ENV() needs a variable name")
+        return self.env.get(name, default)
+
+    def _choice(self, body: str) -> str:
+        args = [a.strip() for a in _split_commas(self.expand(body))]
+        if len(args) < 2:
+            raise SubmitError(f"{self.origin}: $CHOICE(index, item, ...) needs an index and items")
+        raw = self.get(args[0])
+        raw = self.expand(raw) if raw is not None else args[0]
+        index = {"true": 1, "false": 0}.get(raw.strip().lower())
+        if index is None:
+            try:
+                index = int(raw)
+            except ValueError:
+                raise SubmitError(f"{self.origin}: $CHOICE index {args[0]!r} is not an integer") from None
+        if not 0 <= index < len(args) - 1:
+            raise SubmitError(f"{self.origin}: $CHOICE index {index} out of range")
+        return args[index + 1]
 
 
 def _matching(text: str, open_index: int, origin: str) -> int:
@@ -392,9 +467,10 @@ def _queue_items(queue: str, macros: _Macros, submit_dir: Path, origin: str) -> 
         path = Path(source)
         path = path if path.is_absolute() else submit_dir / path
         try:
-            rows = [r.strip() for r in path.read_text().splitlines() if r.strip() and not r.startswith("#")]
-        except OSError as exc:
-            raise SubmitError(f"{origin}: cannot read queue item file {path}: {exc}") from None
+            text = decode_bytes(read_regular_bytes(path, "queue item"), "queue item file")
+        except InputProblem as problem:
+            raise SubmitError(f"{origin}: queue item file {path}: {problem.reason}") from None
+        rows = [r.strip() for r in text.splitlines() if r.strip() and not r.startswith("#")]
     items: list[dict[str, str]] = []
     for row in rows:
         fields = [row] if len(names) == 1 else re.split(r"[,\s]+", row, maxsplit=len(names) - 1)
@@ -493,7 +569,7 @@ def build_job(
             raise SubmitError(f"{origin}: no executable")
         exe = Path(exe_text)
         exe = exe if exe.is_absolute() else submit_dir / exe
-        if not exe.is_file():
+        if not os.path.isfile(exe):  # False, not OSError, for a name longer than the system allows
             raise SubmitError(f"{origin}: executable {exe} does not exist")
         attrs = dict(dag_attributes)
         for low, raw in local.items():
@@ -511,11 +587,15 @@ def build_job(
         raw_args = pm.get("arguments")
         arg_text = pm.expand(raw_args) if raw_args is not None else ""
         arg_text = _expand_job_ad_refs(arg_text, attrs, origin)
-        argv = [str(exe)] + split_arguments(arg_text)
         env = _getenv(value("getenv"), base_env)
         env_raw = pm.get("environment") if pm.get("environment") is not None else pm.get("env")
-        if env_raw is not None:
-            env.update(parse_environment(_expand_job_ad_refs(pm.expand(env_raw), attrs, origin)))
+        try:
+            argv = [str(exe)] + split_arguments(arg_text)
+            if env_raw is not None:
+                env.update(parse_environment(_expand_job_ad_refs(pm.expand(env_raw), attrs, origin)))
+        except SubmitError as exc:
+            message = str(exc)
+            raise SubmitError(message if message.startswith(origin) else f"{origin}: {message}") from None
 
         def stream(key: str, iwd: Path = iwd, value=value) -> Path | None:
             v = value(key)

@@ -1,0 +1,361 @@
+"""The job side of the condor backend: the entry point of the zipapp every HTCondor job runs.
+
+A job on a pool shares no filesystem with the submit host. HTCondor transfers into its scratch
+directory: the job spec (``spec.json``), the user's code as ``sandbox.tar.gz``, the job's local input
+files, and the zipapp (``autosplit-job.pyz``, built at submit time by :mod:`autosplit.pipeline.sandbox`)
+holding this module, autosplit's job-side modules and the pure-Python chirp client ``htchirp``.
+
+``python3 autosplit-job.pyz boot ...`` (the job's executable) needs only a Python 3 standard library. It
+
+* reads the site the job landed on from the machine ad (``$_CONDOR_MACHINE_AD``, attribute
+  ``--site-attribute``, default ``GLIDEIN_CMSSite``) into ``AUTOSPLIT_SITE``, so the report names it;
+* unpacks the sandbox into the scratch directory (no absolute paths, no ``..``, no links out);
+* runs the wrapper (:mod:`autosplit.pipeline.wrapper`, from the zipapp) under the task's job interpreter
+  (``--python``, the ``[backend] job_python`` of the task: a CVMFS, site or container Python with the
+  payload's software; autosplit itself need not be installed there);
+* every ``--chirp-interval`` seconds publishes the units and events done so far into the job ad with chirp
+  (``AutosplitUnitsDone``, ``AutosplitEventsDone``, ``AutosplitProgressTime``) and reads
+  ``AutosplitStopRequested``: once true (``autosplit kill --jobs`` sets it through the schedd) the wrapper
+  gets SIGTERM, so the payload stops at the next unit boundary and the job ends normally, its report and
+  outputs transferred back;
+* makes sure ``report.json`` and ``out/`` exist at the end (HTCondor holds a job whose listed output is
+  missing), writing a minimal report naming every unit unfinished if the wrapper could not run at all.
+
+``python autosplit-job.pyz wrapper ...`` is the wrapper itself (run by ``boot`` under the job interpreter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+REPORT_FORMAT = "autosplit-jobreport/1"
+EXIT_WRAPPER_ERROR = 83
+PROGRESS_ATTRS = ("AutosplitUnitsDone", "AutosplitEventsDone", "AutosplitProgressTime")
+STOP_ATTR = "AutosplitStopRequested"
+
+
+def machine_attribute(name: str, path: str | None = None) -> str | None:
+    """The value of ``name`` in the machine ad file (``$_CONDOR_MACHINE_AD``), unquoted; None if absent."""
+    path = path or os.environ.get("_CONDOR_MACHINE_AD")
+    if not path:
+        return None
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    wanted = name.lower()
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key.strip().lower() == wanted:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value or None
+    return None
+
+
+def unpack_sandbox(archive: Path, dest: Path) -> list[str]:
+    """Unpack the user's code into ``dest``; members escaping it (absolute, ``..``, links out) are refused."""
+    if not archive.exists():
+        return []
+    names = []
+    with tarfile.open(archive, "r:*") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, filter="data")
+            names = tar.getnames()
+        else:  # pragma: no cover - Python without PEP 706 filters
+            root = dest.resolve()
+            members = []
+            for member in tar.getmembers():
+                target = (dest / member.name).resolve()
+                if not str(target).startswith(str(root)) or member.issym() or member.islnk():
+                    raise ValueError(f"sandbox member {member.name!r} leaves the job's directory")
+                members.append(member)
+            tar.extractall(dest, members=members)
+            names = [m.name for m in members]
+    return names
+
+
+def progress(report: Path) -> tuple[int, int]:
+    """(units, events) the worker journaled as finished so far (``<report>.progress``)."""
+    journal = report.with_name(report.name + ".progress")
+    units: set[tuple[object, object]] = set()
+    events = 0
+    try:
+        lines = journal.read_text(errors="replace").splitlines()
+    except OSError:
+        return 0, 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "run" in record and "lumi" in record:
+            key = (record.get("run"), record.get("lumi"))
+            if key not in units:
+                units.add(key)
+                value = record.get("events")
+                events += int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+    return len(units), events
+
+
+class Chirp:
+    """Job ad updates through the starter's chirp proxy (``+WantIOProxy = true``); silent when absent."""
+
+    def __init__(self) -> None:
+        self.client = None
+        self.error = None
+        try:
+            import htchirp  # pure Python, shipped inside the zipapp
+
+            self._module = htchirp
+        except ImportError as exc:  # pragma: no cover - the zipapp always carries it
+            self._module = None
+            self.error = str(exc)
+
+    def _connect(self):
+        if self._module is None:
+            return None
+        if self.client is None:
+            try:
+                self.client = self._module.HTChirp()
+                self.client.connect()
+            except Exception as exc:  # noqa: BLE001 - no chirp on this slot: no live progress, no stop
+                self.client = None
+                self.error = str(exc)
+        return self.client
+
+    def set(self, attr: str, expr: str) -> bool:
+        client = self._connect()
+        if client is None:
+            return False
+        try:
+            client.set_job_attr(attr, expr)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            self.error = str(exc)
+            self.close()
+            return False
+
+    def get(self, attr: str) -> str | None:
+        client = self._connect()
+        if client is None:
+            return None
+        try:
+            return client.get_job_attr(attr)
+        except Exception as exc:  # noqa: BLE001
+            self.error = str(exc)
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.disconnect()
+            except Exception:  # noqa: BLE001
+                pass
+        self.client = None
+
+
+def relative_outputs(report: Path, out_dir: Path) -> None:
+    """Output names relative to ``out/`` (they come back by output transfer into the job's submit-side
+    output directory, so a scratch path would mean nothing there)."""
+    try:
+        document = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return
+    outputs = document.get("outputs") if isinstance(document, dict) else None
+    if not isinstance(outputs, list):
+        return
+    root = out_dir.resolve()
+    changed = False
+    for output in outputs:
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            continue
+        path = Path(output["name"])
+        path = (path if path.is_absolute() else out_dir.parent / path).resolve()
+        try:
+            name = path.relative_to(root).as_posix()
+        except ValueError:
+            continue  # outside out/: the postjob refuses it with a clear message
+        if name != output["name"]:
+            output["name"] = name
+            changed = True
+    if changed:
+        tmp = report.with_name(report.name + ".tmp")
+        tmp.write_text(json.dumps(document))
+        os.replace(tmp, report)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().strip('"').lower() in ("true", "1", "yes")
+
+
+def _fallback_report(spec_path: Path, report: Path, message: str) -> None:
+    """A minimal valid report (every unit unfinished) when the wrapper could not run at all."""
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (OSError, ValueError):
+        spec = {}
+    units = [
+        {"run": u["run"], "lumi": u["lumi"]}
+        for f in spec.get("files", [])
+        for u in f.get("units", [])
+        if isinstance(u, dict) and "run" in u and "lumi" in u
+    ]
+    document = {
+        "format": REPORT_FORMAT,
+        "job_id": str(spec.get("job_id", "unknown")),
+        "stage": str(spec.get("stage", "processing")),
+        "attempt": int(spec.get("attempt", 0) or 0),
+        "site": os.environ.get("AUTOSPLIT_SITE") or spec.get("site"),
+        "exit_code": EXIT_WRAPPER_ERROR,
+        "exit_message": message[:2000],
+        "unfinished": units,
+        "meta": {"report_source": "wrapper"},
+    }
+    tmp = report.with_name(report.name + ".tmp")
+    tmp.write_text(json.dumps(document))
+    os.replace(tmp, report)
+
+
+def boot(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="autosplit-job.pyz boot")
+    parser.add_argument("--python", required=True)
+    parser.add_argument("--spec", default="spec.json")
+    parser.add_argument("--report", default="report.json")
+    parser.add_argument("--sandbox", default="sandbox.tar.gz")
+    parser.add_argument("--site-attribute", default="GLIDEIN_CMSSite")
+    parser.add_argument("--chirp-interval", type=float, default=30.0)
+    parser.add_argument("--grace", default="30")
+    parser.add_argument("--attempt", default="0")
+    parser.add_argument("--no-hard-limit", action="store_true")
+    opts = parser.parse_args(args)
+    here = Path.cwd()
+    spec, report = here / opts.spec, here / opts.report
+    (here / "out").mkdir(exist_ok=True)
+    env = dict(os.environ)
+    site = machine_attribute(opts.site_attribute)
+    if site:
+        env["AUTOSPLIT_SITE"] = site
+        os.environ["AUTOSPLIT_SITE"] = site
+    print(f"autosplit job: running in {here} at site {site or 'unknown'} with {opts.python}", file=sys.stderr)
+    try:
+        unpack_sandbox(here / opts.sandbox, here)
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        _fallback_report(spec, report, f"cannot unpack the sandbox: {exc}")
+        print(f"autosplit job: cannot unpack the sandbox: {exc}", file=sys.stderr)
+        return EXIT_WRAPPER_ERROR
+    pyz = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".pyz") else str(_zip_path())
+    # The payload imports autosplit's job-side modules from the zipapp, and the user's code from here.
+    env["PYTHONPATH"] = os.pathsep.join([pyz, str(here)])
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    argv = [opts.python, "-s", pyz, "wrapper", str(spec), "--report", str(report), "--grace", opts.grace]
+    argv += ["--attempt", opts.attempt]
+    if opts.no_hard_limit:
+        argv.append("--no-hard-limit")
+    try:
+        proc = subprocess.Popen(argv, env=env, cwd=here)
+    except OSError as exc:
+        _fallback_report(spec, report, f"cannot start the job interpreter {opts.python}: {exc}")
+        print(f"autosplit job: cannot start {opts.python}: {exc}", file=sys.stderr)
+        return EXIT_WRAPPER_ERROR
+
+    def forward(signum, frame):  # HTCondor's remove/vacate signal: the wrapper stops the payload cleanly
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGTERM, forward)
+    chirp = Chirp()
+    chirp.set("AutosplitSite", json.dumps(site or ""))
+    stop_sent = False
+    last = (-1, -1)
+    while True:
+        try:
+            code = proc.wait(timeout=opts.chirp_interval)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        units, events = progress(report)
+        if (units, events) != last:
+            last = (units, events)
+            chirp.set("AutosplitUnitsDone", str(units))
+            chirp.set("AutosplitEventsDone", str(events))
+            chirp.set("AutosplitProgressTime", str(int(time.time())))
+        if not stop_sent and _truthy(chirp.get(STOP_ATTR)):
+            stop_sent = True
+            print(
+                "autosplit job: stop requested through the schedd; stopping at a unit boundary",
+                file=sys.stderr,
+            )
+            forward(signal.SIGTERM, None)
+    if not report.exists():
+        _fallback_report(spec, report, f"the wrapper exited with {code} and left no report")
+    else:
+        relative_outputs(report, here / "out")
+        try:
+            done = json.loads(report.read_text()).get("units") or []
+            chirp.set("AutosplitUnitsDone", str(len(done)))
+            chirp.set("AutosplitEventsDone", str(sum(int(u.get("events") or 0) for u in done)))
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+    chirp.close()
+    return code if code >= 0 else 128 - code
+
+
+def _zip_path() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def wrapper(args: list[str]) -> int:
+    """The wrapper proper (under the job interpreter): ``wrapper SPEC --report R --grace G --attempt N``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="autosplit-job.pyz wrapper")
+    parser.add_argument("spec")
+    parser.add_argument("--report", required=True)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--attempt", type=int, default=None)
+    parser.add_argument("--no-hard-limit", action="store_true")
+    opts = parser.parse_args(args)
+    from autosplit.pipeline.wrapper import run_wrapper
+
+    try:
+        result = run_wrapper(
+            opts.spec,
+            report_path=opts.report,
+            attempt=opts.attempt,
+            grace_seconds=opts.grace,
+            enforce_hard_limit=not opts.no_hard_limit,
+        )
+    except Exception as exc:  # noqa: BLE001 - a bad spec, a payload that cannot start
+        print(f"autosplit wrapper: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _fallback_report(Path(opts.spec), Path(opts.report), f"the wrapper could not run the job: {exc}")
+        return EXIT_WRAPPER_ERROR
+    report = result.report
+    done = len(report.units) if report else 0
+    print(f"autosplit wrapper: exit {result.exit_code}: {done} unit(s) processed", file=sys.stderr)
+    return result.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in ("boot", "wrapper"):
+        print("usage: autosplit-job.pyz boot|wrapper ...", file=sys.stderr)
+        return 2
+    return boot(args[1:]) if args[0] == "boot" else wrapper(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Accounting for ended jobs (a :class:`Scheduler` part): which units are done, which go back, which are
+given up on.
+
+A unit handed back counts one more return (its tail level; probes' leftovers do not count). A unit whose
+job was lost twice runs alone; one lost ``max_crashes`` times, or blamed for ``max_unit_failures``
+failures, is quarantined with the last reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autosplit.scheduler.book import PENDING
+from autosplit.scheduler.jobs import SchedJob, SchedulerError
+
+
+class AccountingMixin:
+    """Job accounting of :class:`~autosplit.scheduler.Scheduler` (see the module docstring)."""
+
+    def _rows_of(self, job: SchedJob, pairs: list, what: str) -> np.ndarray:
+        """Rows of ``job`` for (run, lumi) pairs; a pair outside the job is an error naming it."""
+        if not pairs:
+            return np.zeros(0, dtype=np.int64)
+        units = self.dataset.units
+        runs = units["run"].to_numpy()[job.rows].astype(np.int64)
+        lumis = units["lumi"].to_numpy()[job.rows].astype(np.int64)
+        keys = (runs << 32) | lumis
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        wanted = np.array([(int(r) << 32) | int(lu) for r, lu in pairs], dtype=np.int64)
+        pos = np.minimum(np.searchsorted(sorted_keys, wanted), max(sorted_keys.size - 1, 0))
+        found = sorted_keys.size > 0 and (sorted_keys[pos] == wanted)
+        if not np.all(found):
+            bad = pairs[int(np.argmin(found))]
+            raise SchedulerError(
+                f"job {job.job_id}: the {what} unit run {bad[0]} lumi {bad[1]} was not assigned to it"
+            )
+        return job.rows[order[pos]]
+
+    def _hand_back(self, job: SchedJob, rows: np.ndarray, reason: str | None) -> np.ndarray:
+        """Units of an ended job not done: pending again (queued), or quarantined when given up on."""
+        book = self._book
+        if rows.size == 0:
+            return rows
+        book.release(rows)
+        if self._predictions is not None:
+            self._pending_mean += float(self._predictions.mean[rows].sum())
+        if job.kind != "probe":  # a probe's leftovers were only sampled, not handed back
+            book.returns[rows] += 1
+        book.alone[rows[book.crashes[rows] >= 2]] = True
+        failed = rows[book.failures[rows] >= self.max_unit_failures]
+        lost = rows[book.crashes[rows] >= self.max_crashes]
+        quarantined = []
+        if failed.size:
+            quarantined.append(failed)
+            self._quarantine(
+                failed, f"failed {self.max_unit_failures} time(s); last error: {reason or 'unknown'}"
+            )
+        if lost.size:
+            lost = lost[book.state[lost] == PENDING]
+            quarantined.append(lost)
+            self._quarantine(
+                lost, f"its job was lost {self.max_crashes} time(s); last: {reason or 'unknown'}"
+            )
+        if self._fresh_built:  # while probing, pending units are collected when processing starts
+            book.push_returned(rows[book.state[rows] == PENDING])
+        return np.concatenate(quarantined) if quarantined else np.zeros(0, np.int64)
+
+    def _quarantine(self, rows: np.ndarray, reason: str) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        pending = rows[self._book.state[rows] == PENDING]
+        if self._predictions is not None and pending.size:
+            self._pending_mean -= float(self._predictions.mean[pending].sum())
+        self._book.quarantine(rows, reason)

@@ -1,0 +1,253 @@
+"""Binding work to a free slot: which units, how many, and with which limits (a :class:`Scheduler` part).
+
+Pending units are bound in this order: units that must run alone (longest predicted first), units handed
+back by earlier jobs, fresh units in planning order. A job is cut off the front of its queue
+(:func:`~autosplit.scheduler.packing.cut_job`) so that its ``(1 - alpha)`` runtime quantile stays within
+the packing target and its predicted payload within the size budget:
+
+* the **packing target** is the target runtime, shrunk under an observed failure hazard (without
+  checkpointing) towards Young's optimum ``sqrt(2 * overhead / hazard)``;
+* the **size budget** is the predicted work left per slot (pending units plus what the running jobs still
+  have to do, over the observed concurrency) divided by ``factoring``, never below ``floor_overheads`` per-job
+  overheads: jobs keep the target size while much work remains and shrink towards the end, so slots finish
+  together.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from statistics import NormalDist
+
+import numpy as np
+
+from autosplit.scheduler.book import PENDING
+from autosplit.scheduler.jobs import SchedulerError
+from autosplit.scheduler.packing import Predictions, cut_job
+from autosplit.scheduler.requests import JobRequest
+from autosplit.splitting.limits import alone_hard_limit, job_hard_limit
+
+
+def longest_files_first(rows: np.ndarray, mean: np.ndarray, book, file_id: np.ndarray) -> np.ndarray:
+    """``rows`` (in planning order) regrouped file by file, the files with the costliest units first.
+
+    Files stay whole (a job still reads few files) and keep their planning segment's order; within a
+    segment, files go by the mean predicted seconds of their units, highest first. Unit costs that no
+    feature explains scale with the predicted cost, so the units that may turn out longest start earliest,
+    while the cheapest units fill the end of the task.
+    """
+    if rows.size < 2:
+        return rows
+    files = file_id[rows]
+    seg = book.segment[rows]
+    # Runs of consecutive rows of one file (a file's units are contiguous in planning order).
+    start = np.ones(rows.size, dtype=bool)
+    start[1:] = (files[1:] != files[:-1]) | (seg[1:] != seg[:-1])
+    group = np.cumsum(start) - 1
+    n_groups = int(group[-1]) + 1
+    cost = np.bincount(group, weights=mean[rows], minlength=n_groups) / np.bincount(group, minlength=n_groups)
+    group_seg = seg[start]
+    order = np.lexsort((-cost, group_seg))  # segment order kept (segments are sorted), costliest first
+    rank = np.empty(n_groups, dtype=np.int64)
+    rank[order] = np.arange(n_groups)
+    return rows[np.argsort(rank[group], kind="stable")]
+
+
+class BindingMixin:
+    """Processing-phase job making of :class:`~autosplit.scheduler.Scheduler` (see the module docstring)."""
+
+    def _start_processing(self) -> None:
+        self._phase = "processing"
+        self._candidate = None
+        self._refresh_predictions()
+        if self._first_prediction is None and hasattr(self.model_, "total_seconds_interval"):
+            low, estimate, high = self.model_.total_seconds_interval(self.dataset.units)
+            # The per-run factors (when learned) re-price the runs the probes showed to differ.
+            scale = self._run_scale()
+            low, estimate, high = low * scale, estimate * scale, high * scale
+            probed = sum(int(self._caps.events[j.rows].sum()) for j in self._jobs if j.kind == "probe")
+            total = max(int(self._caps.events.sum()), 1)
+            self._first_prediction = {
+                "estimate": float(estimate),
+                "low": float(low),
+                "high": float(high),
+                "probe_event_fraction": probed / total,
+                "probe_jobs": sum(1 for j in self._jobs if j.kind == "probe"),
+            }
+
+    def _run_scale(self) -> float:
+        """Total predicted seconds with the per-run factors over the total without them (1 when unused)."""
+        runs = getattr(self, "_run_book", None)
+        if runs is None or not getattr(self, "run_factors", False) or self._predictions is None:
+            return 1.0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                raw = np.asarray(self.model_.predict_unit_seconds(self.dataset.units)[0], dtype=np.float64)
+        except Exception:  # noqa: BLE001
+            return 1.0
+        total = float(raw.sum())
+        scaled = float(self._predictions.mean.sum())
+        return scaled / total if total > 0 and np.isfinite(scaled) else 1.0
+
+    def _refresh_predictions(self) -> None:
+        """Per-unit predictions from the current model; queues re-sorted; oversized units set aside."""
+        model = self.model_
+        units = self.dataset.units
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mean, std = model.predict_unit_seconds(units)
+        mean = np.asarray(mean, dtype=np.float64)
+        std = np.asarray(std, dtype=np.float64)
+        if hasattr(model, "predict_quantile"):
+            q99 = np.asarray(model.predict_quantile(units, 0.99), dtype=np.float64)
+        else:
+            q99 = mean + NormalDist().inv_cdf(0.99) * std
+        shared = float(getattr(model, "shared_cv", 0.0) or 0.0)
+        runs = getattr(self, "_run_book", None)
+        if runs is not None and getattr(self, "run_factors", False) and np.isfinite(mean).all():
+            factor, shrink = runs.factors(mean)
+            mean, std, q99, shared = mean * factor, std * factor, q99 * factor, shared * shrink
+        overhead = float(getattr(model, "overhead_seconds", 0.0) or 0.0)
+        output = None
+        if self.output_model is not None and self.max_output_bytes is not None:
+            output = np.asarray(self.output_model.predict_unit_bytes(units), dtype=np.float64)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            raise SchedulerError("the cost model predicted a non-finite unit time")
+        self._predictions = Predictions(mean, std**2, q99, overhead, shared, self._z, output)
+        book = self._book
+        pending = book.state == PENDING
+        self._pending_mean = float(mean[pending].sum())
+        # Units that cannot share a job: alone, longest first; beyond the hard limit even alone: quarantined.
+        alone_q = self._predictions.alone_quantile()
+        # Hopeless: expected to outlast the wall-time limit alone (an upper quantile beyond it is no proof;
+        # such a unit runs alone, up to the limit).
+        hopeless = pending & (mean + overhead > self.max_job_seconds)
+        if hopeless.any():
+            rows = np.flatnonzero(hopeless)
+            self._quarantine(
+                rows,
+                f"predicted above the longest allowed job ({self.max_job_seconds:.0f} s) even alone; "
+                "resubmit with a larger max runtime",
+            )
+            pending = book.state == PENDING
+        solo = pending & (alone_q > self._packing_target()) & ~book.alone
+        book.alone[solo] = True
+        book.mark(np.flatnonzero(solo))
+        alone_rows = np.flatnonzero(pending & book.alone)
+        book.alone_queue = alone_rows[np.argsort(-mean[alone_rows], kind="stable")].tolist()
+        book.returned = book.returned[~book.alone[book.returned]]
+        if not self._fresh_built:
+            book.rebuild_fresh()
+            self._fresh_built = True
+        else:
+            left = book.fresh_left()
+            book.fresh, book.cursor = left[(book.state[left] == PENDING) & ~book.alone[left]], 0
+        if getattr(self, "fresh_order", "planning") == "longest-first":
+            book.fresh, book.cursor = (
+                longest_files_first(book.fresh_left(), mean, book, self._caps.file_id),
+                0,
+            )
+
+    def _packing_target(self) -> float:
+        """Seconds the job quantile must stay within: the target, shrunk under failures (Young's optimum)."""
+        target = self.target_runtime
+        hazard = self._observer.hazard()
+        if not self.failure_aware or hazard <= 0 or self.checkpoint_seconds is not None:
+            return target
+        overhead = self._job_overhead()
+        young = math.sqrt(2.0 * max(overhead, 60.0) / hazard)
+        return float(min(target, max(young, 4.0 * max(overhead, 60.0), target / 8.0)))
+
+    def _job_overhead(self) -> float:
+        """Seconds a job costs its slot beyond its units: outside the payload (observed) and inside it
+        (the model's per-job set-up)."""
+        inside = self._predictions.overhead if self._predictions is not None else 0.0
+        return self._observer.slot_overhead(default=0.0) + inside
+
+    def _mean_budget(self, now: float) -> float:
+        """Predicted payload seconds the next job may take: the work left per slot (pending plus what the
+        running jobs still have to do) over ``factoring``, never below ``floor_overheads`` job overheads."""
+        overhead = self._job_overhead()
+        n = self._concurrency()
+        horizon = (max(self._pending_mean, 0.0) + self._running_remaining(now)) / n
+        floor = self.min_job_seconds if self.min_job_seconds is not None else self.floor_overheads * overhead
+        return max(horizon / self.factoring, floor, 1.0)
+
+    def _running_remaining(self, now: float) -> float:
+        """Predicted payload seconds the running jobs still have to do."""
+        slot = self._observer.slot_overhead(default=0.0)
+        total = 0.0
+        for index in self._running:
+            job = self._jobs[index]
+            predicted = job.predicted if job.predicted is not None else (job.soft or 0.0)
+            start = job.started_at if job.started_at is not None else job.requested_at + slot
+            total += max(predicted - max(now - start, 0.0), 0.0)
+        return total
+
+    def _next_job(self, now: float, name: str | None) -> JobRequest | None:
+        self._maybe_refit(now)
+        book = self._book
+        p = self._predictions
+        if p is None:
+            return None
+        while book.alone_queue:
+            row = book.alone_queue.pop(0)
+            if book.state[row] == PENDING:
+                return self._alone_job(np.array([row], dtype=np.int64), now, name)
+        if book.returned.size:
+            queue, source = book.returned, "returned"
+        elif book.cursor < book.fresh.size:
+            queue, source = book.fresh_left(), "fresh"
+        else:
+            return None
+        target = self._packing_target()
+        budget = min(self._mean_budget(now), target - p.overhead)
+        k = cut_job(queue, book.segment, p, self._caps, mean_budget=budget, target=target)
+        if source == "returned":
+            rows = book.pop_returned(k)
+        else:
+            rows = book.fresh[book.cursor : book.cursor + k]
+            book.cursor += k
+        level = int(book.returns[rows].max()) if rows.size else 0
+        stage = "processing" if level == 0 else f"tail-{min(level, max(self.max_tails, 1))}"
+        last = level > 0 and level >= self.max_tails
+        soft = None if last else self.target_runtime
+        q99 = float(p.q99[rows].max())
+        hard = job_hard_limit(soft, q99, self.target_runtime, self.grace_seconds, self.max_job_seconds)
+        if getattr(self, "kill_at_wall", False):
+            # A kill throws away the unit in progress and its rerun starts from zero: past the soft limit
+            # a job is finishing its last unit, so only the wall-time limit stops it.
+            hard = max(hard, self.max_job_seconds + self.grace_seconds)
+        predicted = p.overhead + float(p.mean[rows].sum())
+        job = self._open(stage, "bulk", rows, now, soft, hard, predicted, name)
+        quantile = float(p.quantile(p.mean[rows].sum(), p.var[rows].sum()))
+        return self._request(job, meta={"predicted_quantile": quantile, "tail_level": level})
+
+    def _alone_job(self, rows: np.ndarray, now: float, name: str | None) -> JobRequest:
+        p = self._predictions
+        level = int(self._book.returns[rows].max())
+        stage = "processing" if level == 0 else f"tail-{min(level, max(self.max_tails, 1))}"
+        hard = alone_hard_limit(
+            float(p.q99[rows].max()), self.target_runtime, self.grace_seconds, self.max_job_seconds
+        )
+        predicted = p.overhead + float(p.mean[rows].sum())
+        job = self._open(stage, "alone", rows, now, None, hard, predicted, name)
+        return self._request(job, alone=True, meta={"tail_level": level})
+
+    def _unstick(self, now: float) -> None:
+        """Nothing runs, units are pending, and no job came out: put every pending unit back in a queue."""
+        book = self._book
+        if self._phase == "probing":
+            self._round = None
+            self._rounds_done = max(self._rounds_done, 0)
+            if self.has_model:
+                self._start_processing()
+            else:
+                self._give_up_round(now)
+            return
+        pending = np.flatnonzero(book.state == PENDING)
+        queued = set(book.alone_queue) | set(book.returned.tolist()) | set(book.fresh_left().tolist())
+        missing = np.array([r for r in pending.tolist() if r not in queued], dtype=np.int64)
+        if missing.size:
+            book.push_returned(missing)

@@ -1,0 +1,69 @@
+"""What the scheduler learns about the pool by watching it: concurrency, per-job overhead, failure hazard.
+
+Nothing here is configured: the numbers come from the calls the driver makes (``next_jobs`` with its free
+slots, reports and failures with their times).
+
+* **Concurrency**: jobs running plus slots offered, the largest seen over a recent window (slots come and go).
+* **Slot overhead**: seconds a job holds its slot beyond its payload (queueing share, set-up, stage-in and
+  stage-out): time from the request to the report minus the payload's wall time.
+* **Failure hazard**: jobs lost (no report) per second of slot time, the rate of a Poisson process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class PoolObserver:
+    """Running estimates of the pool's concurrency, per-job slot overhead and failure hazard.
+
+    ``window_seconds`` is how long an observed concurrency is remembered.
+    """
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window_seconds = float(window_seconds)
+        self._peaks: deque[tuple[float, int]] = deque()
+        self.overheads: list[float] = []
+        self.exposure_seconds = 0.0
+        self.n_lost = 0
+        self.n_ended = 0
+
+    # ------------------------------------------------------------------ concurrency
+    def offer(self, now: float, running: int, free_slots: int) -> None:
+        """Record that ``running`` jobs ran and ``free_slots`` more slots were offered at ``now``."""
+        value = int(running) + int(free_slots)
+        peaks = self._peaks
+        while peaks and peaks[-1][1] <= value:
+            peaks.pop()
+        peaks.append((float(now), value))
+        while peaks and peaks[0][0] < now - self.window_seconds and len(peaks) > 1:
+            peaks.popleft()
+
+    def concurrency(self) -> int:
+        """The largest concurrency seen in the window (at least 1)."""
+        return max(self._peaks[0][1], 1) if self._peaks else 1
+
+    # ------------------------------------------------------------------ overhead and failures
+    def ended(self, elapsed: float, payload_wall: float | None, lost: bool) -> None:
+        """A job ended ``elapsed`` seconds after it was requested; ``payload_wall`` from its report."""
+        elapsed = max(float(elapsed), 0.0)
+        self.exposure_seconds += elapsed
+        self.n_ended += 1
+        if lost:
+            self.n_lost += 1
+        elif payload_wall is not None and math.isfinite(payload_wall):
+            self.overheads.append(max(elapsed - float(payload_wall), 0.0))
+
+    def slot_overhead(self, default: float = 0.0) -> float:
+        """Median seconds a job held its slot beyond its payload (``default`` before any report)."""
+        if not self.overheads:
+            return default
+        values = sorted(self.overheads[-2000:])
+        return float(values[len(values) // 2])
+
+    def hazard(self, min_events: int = 3) -> float:
+        """Jobs lost per slot-second, 0 until ``min_events`` losses were seen."""
+        if self.n_lost < min_events or self.exposure_seconds <= 0:
+            return 0.0
+        return self.n_lost / self.exposure_seconds

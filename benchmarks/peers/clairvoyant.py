@@ -1,0 +1,112 @@
+"""The clairvoyant bound policy: what a scheduler that knew everything could achieve on the same pool.
+
+It knows what no real system knows: every unit's **true** cost, the pool's **true** slot count and site
+speeds, the drift of the cost with time, the failure hazard, and which units are poison (set aside with a
+reason before anything runs). It does not know the future random draws of the pool (per-job overhead,
+node jitter, when a node fails). With that:
+
+* **Longest processing time first**: units are bound in decreasing true cost, so the huge ones start at
+  once and the last jobs hold only small units.
+* **Decreasing sizes by factoring over the true remaining work** (Hummel, Schonberg & Flynn 1992,
+  peers.md "Theory" 2): when a slot frees up it gets a job whose wall time on *that* slot (site factor and
+  drift at its start included) is ``min(cap, max(floor, T / factoring))``, where ``T`` is the wall time
+  the whole pool needs for the unbound work (true reference seconds over the summed slot speed). ``cap``
+  is the target runtime, shortened under failures to Young's optimum ``sqrt(2 * overhead / hazard)``
+  (peers.md "Theory" 3); ``floor`` is ``floor_overheads`` mean per-job overheads.
+* Late binding (a feeder), no soft or hard limit, no stage barrier. A job lost to a node failure returns
+  its units to the unbound pool at once (no retry delay).
+
+It is a strong *achievable reference*, not a proof of optimality; the analytic lower bound
+(:func:`autosplit.sim.lower_bound`, the ``bound`` row) is what no schedule can beat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from autosplit.sim import SimJob
+
+
+@dataclass
+class ClairvoyantPolicy:
+    """LPT order, factoring over the true remaining work, true slots; see the module docstring (seconds)."""
+
+    target_runtime: float = 8 * 3600.0
+    factoring: float = 1.5
+    floor_overheads: float = 3.0
+    name: str = "clairvoyant"
+
+    def cap(self, pool: Any) -> float:
+        """Longest job (wall seconds of payload): the target, or Young's optimum under failures."""
+        if pool.failure_rate > 0 and pool.overhead_seconds > 0:
+            return min(self.target_runtime, math.sqrt(2.0 * pool.overhead_seconds / pool.failure_rate))
+        return self.target_runtime
+
+    # ------------------------------------------------------------------ the feeder
+    def _feed(self, sim: Any, site: int) -> SimJob | None:
+        queue = self._queue
+        if self._pos >= queue.size:
+            return None
+        pool = sim.pool
+        drift = sim.truth.drift
+        d = drift.factor(sim.now + pool.overhead_seconds) if drift is not None else 1.0
+        g = float(pool.time_factors[site])
+        whole_pool = self._remaining * d / pool.speed_sum
+        wall = min(self._cap, max(self._floor, whole_pool / self.factoring))
+        budget = wall / (g * d)
+        start = self._pos
+        take = 1
+        window = 64
+        while True:
+            stop = min(start + window, queue.size)
+            cum = np.cumsum(self._cost[queue[start:stop]])
+            fit = int(np.searchsorted(cum, budget, side="right"))
+            if fit < stop - start or stop == queue.size:
+                take = max(fit, 1)
+                break
+            window *= 4
+        rows = queue[start : start + take]
+        self._pos = start + take
+        self._remaining -= float(self._cost[rows].sum())
+        self._outstanding += 1
+        return SimJob(rows, stage="processing", on_done=self._on_done)
+
+    def _on_done(self, attempt: Any) -> None:
+        self._outstanding -= 1
+        left = attempt.left_rows
+        if left.size:  # lost to a node failure: back to the unbound units, in LPT order
+            rest = np.concatenate([self._queue[self._pos :], left])
+            self._queue = rest[np.argsort(-self._cost[rest], kind="stable")]
+            self._pos = 0
+            self._remaining += float(self._cost[left].sum())
+        if self._outstanding == 0 and self._pos >= self._queue.size and not self._done.triggered:
+            self._done.succeed()
+
+    # ------------------------------------------------------------------ the task
+    def run(self, sim: Any) -> Generator[Any, Any, None]:
+        truth, pool = sim.truth, sim.pool
+        sim.quarantine(np.flatnonzero(~truth.workable()), "known to crash the user code")
+        rows = sim.pending_rows()
+        self._cost = truth.seconds
+        self._queue = rows[np.argsort(-self._cost[rows], kind="stable")]
+        self._pos = 0
+        self._remaining = float(self._cost[rows].sum())
+        self._outstanding = 0
+        self._cap = self.cap(pool)
+        self._floor = min(self.floor_overheads * pool.overhead_seconds, self._cap)
+        self._done = sim.env.event()
+        if rows.size == 0:
+            return
+        sim.set_feeder(self._feed)
+        yield self._done
+        sim.set_feeder(None)
+
+
+def make(workload: Any, **params: Any) -> ClairvoyantPolicy:
+    """The clairvoyant policy for a benchmark workload (its target runtime)."""
+    return ClairvoyantPolicy(target_runtime=workload.target_runtime, **params)

@@ -1,0 +1,455 @@
+"""The embeddable scheduler (`autosplit.Scheduler`) driven the way any workload manager drives it."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import autosplit as asp
+from autosplit.jobreport import JobReport
+
+
+def dataset(n_units: int = 300, seed: int = 0) -> asp.Dataset:
+    rng = np.random.default_rng(seed)
+    return asp.Dataset.from_units(
+        pl.DataFrame(
+            {
+                "run": np.full(n_units, 1),
+                "lumi": np.arange(1, n_units + 1),
+                "events": rng.integers(50, 150, n_units),
+                "file": [f"/store/f{i // 20:03d}.root" for i in range(n_units)],
+                "bytes": np.full(n_units, 1000),
+            }
+        )
+    )
+
+
+class Pool:
+    """A tiny discrete-event pool: ``slots`` slots, true cost ``cost[row]`` seconds per unit, jobs stop at
+    their soft limit after the unit in progress, die at their hard limit (reporting the unit cut off), and
+    some are lost (no report) or fail on a poison unit."""
+
+    def __init__(self, sched, ds, cost, slots=8, lose=0.0, poison=(), seed=0, overhead=5.0) -> None:
+        self.sched, self.ds, self.cost, self.slots = sched, ds, cost, slots
+        self.rng = np.random.default_rng(seed)
+        self.lose, self.poison, self.overhead = lose, set(poison), overhead
+        self.now = 0.0
+        self.running: dict[str, tuple[float, object]] = {}
+        self.bound: list[np.ndarray] = []
+        units = ds.units
+        self.runs = units["run"].to_numpy()
+        self.lumis = units["lumi"].to_numpy()
+        self.events = units["events"].to_numpy()
+
+    def report(self, req) -> tuple[float, JobReport | None]:
+        t = self.overhead
+        done, cut, failed = [], None, None
+        for row in req.rows.tolist():
+            if row in self.poison:
+                failed = row
+                break
+            if req.hard_limit_seconds is not None and t + self.cost[row] > req.hard_limit_seconds:
+                cut = (row, req.hard_limit_seconds - t)
+                t = req.hard_limit_seconds
+                break
+            t += self.cost[row]
+            done.append(row)
+            if req.soft_limit_seconds is not None and t >= req.soft_limit_seconds:
+                break
+        if self.rng.random() < self.lose:
+            return t, None
+        unit = lambda r: {"run": int(self.runs[r]), "lumi": int(self.lumis[r])}  # noqa: E731
+        report = JobReport(
+            job_id=req.job_id,
+            stage=req.stage,
+            exit_code=80 if failed is not None else 0,
+            exit_message="ValueError: poison" if failed is not None else "",
+            wall_seconds=t,
+            init_seconds=self.overhead,
+            loop_seconds=t - self.overhead,
+            units=[{**unit(r), "events": int(self.events[r]), "seconds": float(self.cost[r])} for r in done],
+            unfinished=[unit(r) for r in req.rows.tolist() if r not in done],
+            in_progress=None if cut is None else {**unit(cut[0]), "seconds": float(cut[1])},
+            soft_stopped=len(done) < req.rows.size and cut is None and failed is None,
+            hard_killed=cut is not None,
+            meta={} if failed is None else {"failed_unit": list(unit(failed).values())},
+        )
+        return t, report
+
+    def run(self, limit: int = 5000) -> None:
+        for _ in range(limit):
+            free = self.slots - len(self.running)
+            if free > 0:
+                for req in self.sched.next_jobs(free_slots=free, now=self.now):
+                    held = np.concatenate(self.bound + [np.zeros(0, np.int64)]) if self.running else None
+                    if held is not None:
+                        assert not np.isin(req.rows, held).any(), "a unit is in two running jobs"
+                    self.sched.job_started(req.job_id, self.now)
+                    seconds, report = self.report(req)
+                    self.running[req.job_id] = (self.now + seconds, report, req)
+                    self.bound.append(req.rows)
+            if not self.running:
+                break
+            job_id, (end, report, req) = min(self.running.items(), key=lambda kv: kv[1][0])
+            del self.running[job_id]
+            self.bound = [b for b in self.bound if b is not req.rows]
+            self.now = end
+            if report is None:
+                self.sched.job_failed(job_id, self.now, reason="node lost")
+            else:
+                self.sched.job_finished(report, now=self.now)
+        assert self.sched.finished
+
+
+def test_scheduler_processes_every_unit_once_and_learns_the_cost() -> None:
+    ds = dataset()
+    cost = ds.units["events"].to_numpy() * 0.5
+    sched = asp.Scheduler(ds, target_runtime=600, alpha=0.05, probe_seconds=60, grace_seconds=5)
+    pool = Pool(sched, ds, cost)
+    pool.run()
+    summary = sched.summary()
+    assert summary["units"]["done"] == ds.n_units and summary["units"]["quarantined"] == 0
+    stages = summary["jobs"]["by_stage"]
+    assert "probe" in stages and "processing" in stages
+    model = sched.model_
+    assert model is not None
+    predicted = float(model.predict_unit_seconds(ds.units)[0].sum())
+    assert abs(predicted / cost.sum() - 1) < 0.1, "the fitted cost is the true cost"
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    slots=st.integers(1, 12),
+    spread=st.floats(0.0, 1.5),
+    lose=st.sampled_from([0.0, 0.05, 0.2]),
+    n_poison=st.integers(0, 3),
+)
+def test_every_unit_ends_done_or_quarantined_exactly_once(seed, slots, spread, lose, n_poison) -> None:
+    ds = dataset(120, seed)
+    rng = np.random.default_rng(seed)
+    cost = ds.units["events"].to_numpy() * 0.5 * rng.lognormal(0, spread, ds.n_units)
+    poison = rng.choice(ds.n_units, n_poison, replace=False).tolist()
+    sched = asp.Scheduler(ds, target_runtime=400, probe_seconds=60, grace_seconds=5, seed=seed)
+    pool = Pool(sched, ds, cost, slots=slots, lose=lose, poison=poison, seed=seed)
+    pool.run()
+    states = sched.unit_states()
+    assert np.isin(states, [2, 3]).all(), "every unit ends done or quarantined"
+    summary = sched.summary()["units"]
+    assert summary["done"] + summary["quarantined"] == ds.n_units
+    assert set(poison) <= set(np.flatnonzero(states == 3).tolist()), "poison units are given up on"
+
+
+def test_returned_units_are_rebound_at_once_without_a_stage_barrier() -> None:
+    ds = dataset()
+    cost = ds.units["events"].to_numpy() * 0.5
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60, grace_seconds=5, slots=4)
+    pool = Pool(sched, ds, cost, slots=4)
+    # Run until processing starts, then make one job soft-stop early and check its rest is handed out
+    # while the other jobs still run.
+    for _ in range(200):
+        free = pool.slots - len(pool.running)
+        reqs = sched.next_jobs(free_slots=free, now=pool.now) if free else []
+        for req in reqs:
+            seconds, report = pool.report(req)
+            pool.running[req.job_id] = (pool.now + seconds, report, req)
+        if any(r.stage == "processing" for _, _, r in pool.running.values()):
+            break
+        job_id, (end, report, req) = min(pool.running.items(), key=lambda kv: kv[1][0])
+        del pool.running[job_id]
+        pool.now = end
+        sched.job_finished(report, now=end)
+    processing = [r for _, _, r in pool.running.values() if r.stage == "processing"]
+    victim = processing[0]
+    assert victim.rows.size >= 2
+    first = victim.rows[:1]
+    stop = JobReport(
+        job_id=victim.job_id,
+        stage=victim.stage,
+        wall_seconds=30.0,
+        units=[
+            {
+                "run": 1,
+                "lumi": int(pool.lumis[first[0]]),
+                "events": int(pool.events[first[0]]),
+                "seconds": 25.0,
+            }
+        ],
+        unfinished=[{"run": 1, "lumi": int(pool.lumis[r])} for r in victim.rows[1:].tolist()],
+        soft_stopped=True,
+    )
+    del pool.running[victim.job_id]
+    sched.job_finished(stop, now=pool.now + 30)
+    again = sched.next_jobs(free_slots=1, now=pool.now + 30)
+    assert again and np.isin(victim.rows[1:], again[0].rows).any(), "handed back units go out at once"
+    assert len(pool.running) >= 1, "while other jobs of the stage still run"
+
+
+def test_state_round_trip_gives_the_same_decisions() -> None:
+    ds = dataset()
+    cost = ds.units["events"].to_numpy() * 0.5
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60, grace_seconds=5)
+    first = sched.next_jobs(free_slots=6, now=0.0)
+    pool = Pool(sched, ds, cost)
+    for req in first[:4]:
+        _, report = pool.report(req)
+        sched.job_finished(report, now=100.0)
+    copy = asp.Scheduler.from_bytes(sched.to_bytes(), ds)
+    a = sched.next_jobs(free_slots=5, now=200.0)
+    b = copy.next_jobs(free_slots=5, now=200.0)
+    assert [(r.job_id, r.rows.tolist(), r.soft_limit_seconds) for r in a] == [
+        (r.job_id, r.rows.tolist(), r.soft_limit_seconds) for r in b
+    ]
+
+
+def test_requests_take_the_callers_names_and_bad_calls_are_refused() -> None:
+    ds = dataset()
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60)
+    assert sched.next_jobs(free_slots=0, now=0.0) == []
+    reqs = sched.next_jobs(free_slots=2, now=0.0, names=["c1-1", "c2-1"])
+    assert [r.job_id for r in reqs] == ["c1-1", "c2-1"]
+    with pytest.raises(asp.SchedulerError):
+        sched.job_failed("nope", now=1.0)
+    with pytest.raises(asp.SchedulerError):
+        sched.job_finished({"job_id": "c1-1"}, now=1.0)
+    with pytest.raises(asp.SchedulerError, match="not assigned"):
+        sched.job_finished(
+            JobReport(job_id="c1-1", units=[{"run": 9, "lumi": 9, "events": 1, "seconds": 1}]), now=1.0
+        )
+    with pytest.raises(asp.SchedulerError):
+        asp.Scheduler(ds, alpha=0.7)
+
+
+def test_close_cancels_running_jobs_and_requeue_brings_units_back() -> None:
+    ds = dataset(60)
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60)
+    reqs = sched.next_jobs(free_slots=3, now=0.0)
+    cancelled = sched.close("the DAG was removed", now=10.0)
+    assert sorted(cancelled) == sorted(r.job_id for r in reqs)
+    assert sched.finished and (sched.unit_states() == 3).all()
+    assert sched.requeue(np.arange(ds.n_units), now=20.0) == ds.n_units
+    assert not sched.finished and sched.next_jobs(free_slots=1, now=21.0)
+
+
+# ---------------------------------------------------------------------- odd but valid reports, failing fits
+# A driver (a simulator, a workload manager) must never lose units because a scheduler call raised: the
+# reports below are all valid JobReports (no timings at all, job-level timings only, zero seconds, kills in
+# the first unit, failures without a culprit, lost jobs), and every unit must end done or quarantined with
+# a reason. Regression: the benchmark's `autosplit-fjr` runs died with `ValueError: math domain error`
+# in a refit (a job of zero-event lumis predicted at 0 s made the node spread infinite).
+import heapq  # noqa: E402
+
+from autosplit.estimators import UnitCostModel  # noqa: E402
+from autosplit.sim.synthetic import read_brilcalc_csv, synthetic_dataset  # noqa: E402
+from tests.conftest import DATA  # noqa: E402
+
+ODD_KINDS = ("unit", "fjr", "zero", "bare", "soft", "killed", "killed-first", "failed", "lost")
+
+
+def _pileup_dataset(n: int = 3000, seed: int = 1) -> asp.Dataset:
+    return synthetic_dataset(n, profile=read_brilcalc_csv(DATA / "brilcalc" / "lumi_small.csv"), seed=seed)
+
+
+def _odd_report(kind, req, keys, rows, events, seconds, now):
+    common = {"job_id": req.job_id, "stage": req.stage, "site": "T2_A", "init_seconds": 60.0}
+    half = rows.size // 2
+    if kind == "unit":
+        return JobReport(
+            **common,
+            wall_seconds=60.0 + float(seconds.sum()),
+            loop_seconds=float(seconds.sum()),
+            units=[
+                {**k, "events": int(events[r]), "seconds": float(s)}
+                for k, r, s in zip(keys, rows, seconds, strict=True)
+            ],
+        )
+    if kind == "fjr":
+        return JobReport(
+            **common,
+            wall_seconds=60.0 + float(seconds.sum()),
+            loop_seconds=float(seconds.sum()),
+            events_read=int(events[rows].sum()),
+            units=keys,
+        )
+    if kind == "zero":
+        zeros = [{**k, "seconds": 0.0} for k in keys]
+        return JobReport(**common, wall_seconds=0.0, loop_seconds=0.0, units=zeros)
+    if kind == "bare":
+        return JobReport(job_id=req.job_id, units=keys)
+    if kind == "soft":
+        return JobReport(
+            **common,
+            wall_seconds=60.0 + float(seconds[:half].sum()),
+            loop_seconds=float(seconds[:half].sum()),
+            units=[{**k, "seconds": float(s)} for k, s in zip(keys[:half], seconds[:half], strict=True)],
+            unfinished=keys[half:],
+            soft_stopped=True,
+        )
+    if kind in ("killed", "killed-first"):
+        cut = 0 if kind == "killed-first" else half
+        return JobReport(
+            **common,
+            exit_code=137,
+            wall_seconds=req.hard_limit_seconds,
+            units=[{**k, "seconds": float(s)} for k, s in zip(keys[:cut], seconds[:cut], strict=True)],
+            unfinished=keys[cut + 1 :],
+            in_progress={**keys[cut], "seconds": 0.0 if kind == "killed-first" else 1e7},
+            hard_killed=True,
+        )
+    return JobReport(**common, exit_code=1, exit_message="segmentation violation", wall_seconds=5.0)
+
+
+def _drive_odd(sched, ds, kinds=ODD_KINDS, slots: int = 20, seed: int = 0, max_events: int = 20_000):
+    """Run the task on ``slots`` slots, every job ending with a report of a random kind among ``kinds``."""
+    units = ds.units
+    run, lumi = units["run"].to_numpy(), units["lumi"].to_numpy()
+    events, pileup = units["events"].to_numpy(), units["pileup"].to_numpy()
+    cost = 1e-3 * events * pileup**2  # some lumis have no events and take no time
+    rng = np.random.default_rng(seed)
+    now, running, heap, n = 0.0, 0, [], 0
+    while not sched.finished and n < max_events:
+        n += 1
+        for req in sched.next_jobs(free_slots=slots - running, now=now):
+            running += 1
+            heapq.heappush(heap, (now + 60.0 + float(cost[req.rows].sum()), req.job_id, req))
+        if not heap:
+            now += 60.0
+            continue
+        now, _, req = heapq.heappop(heap)
+        running -= 1
+        kind = kinds[int(rng.integers(len(kinds)))]
+        if kind == "lost":
+            sched.job_failed(req.job_id, now=now)
+            continue
+        rows = req.rows
+        keys = [{"run": int(run[r]), "lumi": int(lumi[r])} for r in rows]
+        seconds = cost[rows] * rng.lognormal(0.0, 0.2, rows.size)
+        sched.job_finished(_odd_report(kind, req, keys, rows, events, seconds, now), now=now)
+    return sched
+
+
+def _all_accounted(sched) -> None:
+    summary = sched.summary()
+    units = summary["units"]
+    assert sched.finished, summary
+    assert units["pending"] == units["assigned"] == 0
+    assert units["done"] + units["quarantined"] == units["total"]
+    for row in np.flatnonzero(sched.unit_states() == 3).tolist():
+        assert sched.quarantine_reason(row)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_odd_but_valid_reports_never_make_the_scheduler_raise(seed: int) -> None:
+    ds = _pileup_dataset(seed=seed)
+    sched = _drive_odd(asp.Scheduler(ds, target_runtime=3600.0, seed=seed), ds, seed=seed)
+    _all_accounted(sched)
+
+
+def test_job_level_timings_with_zero_event_lumis_finish_every_unit() -> None:
+    ds = _pileup_dataset(seed=1)
+    sched = _drive_odd(asp.Scheduler(ds, target_runtime=3600.0), ds, kinds=("fjr",), seed=1)
+    _all_accounted(sched)
+    assert sched.summary()["units"]["quarantined"] == 0
+
+
+def test_a_fit_that_raises_keeps_the_previous_model(monkeypatch) -> None:
+    ds = _pileup_dataset()
+    original = UnitCostModel.fit
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise ValueError("math domain error")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(UnitCostModel, "fit", flaky)
+    sched = _drive_odd(asp.Scheduler(ds, target_runtime=3600.0), ds, kinds=("unit",))
+    _all_accounted(sched)
+    assert calls["n"] > 1, "the scheduler refitted"
+    assert any("ValueError" in note for note in sched.summary()["notes"])
+    assert sched.summary()["units"]["quarantined"] == 0
+
+
+def test_a_fit_with_non_finite_predictions_is_not_used(monkeypatch) -> None:
+    ds = _pileup_dataset()
+    original = UnitCostModel.fit
+    calls = {"n": 0}
+
+    def broken(self, *args, **kwargs):
+        calls["n"] += 1
+        fitted = original(self, *args, **kwargs)
+        if calls["n"] > 1:
+            fitted.coef_ = fitted.coef_ * np.nan
+        return fitted
+
+    monkeypatch.setattr(UnitCostModel, "fit", broken)
+    sched = _drive_odd(asp.Scheduler(ds, target_runtime=3600.0), ds, kinds=("unit",))
+    _all_accounted(sched)
+    assert any("fit discarded" in note for note in sched.summary()["notes"])
+
+
+# ---------------------------------------------------------------------- binding order, run factors, kills
+from autosplit.scheduler.binding import longest_files_first  # noqa: E402
+from autosplit.scheduler.groups import RunFactors  # noqa: E402
+
+
+class _Book:
+    def __init__(self, segment):
+        self.segment = np.asarray(segment)
+
+
+def test_longest_files_first_keeps_files_whole_and_segments_in_order() -> None:
+    rows = np.arange(9)
+    file_id = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4])
+    segment = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1])
+    mean = np.array([1, 1, 5, 5, 5, 3, 1, 1, 9], dtype=float)
+    out = longest_files_first(rows, mean, _Book(segment), file_id)
+    assert out.tolist() == [2, 3, 4, 5, 0, 1, 8, 6, 7]
+
+
+def test_run_factors_find_a_costlier_run_and_tighten_the_spread() -> None:
+    rng = np.random.default_rng(0)
+    n = 2000
+    run = np.repeat(np.arange(4), n // 4)
+    truth = np.where(run == 1, 3.0, 1.0)  # run 1 costs 3x what the model says
+    mean = np.full(n, 100.0)
+    book = RunFactors(run)
+    order = rng.permutation(n)
+    for job in range(100):  # jobs of 5 random units, per-unit timings with 20 % noise
+        rows = order[5 * job : 5 * job + 5]
+        book.add(job, rows, seconds=mean[rows] * truth[rows] * rng.lognormal(0, 0.2, 5))
+    factor, shrink = book.factors(mean)
+    assert abs(factor[run == 1].mean() - 3.0) < 0.3 and abs(factor[run == 0].mean() - 1.0) < 0.15
+    assert shrink < 0.8
+    plain = RunFactors(run)
+    for job in range(100):
+        rows = order[5 * job : 5 * job + 5]
+        plain.add(job, rows, total=float((mean[rows] * rng.lognormal(0, 0.2, 5)).sum()))
+    factor, shrink = plain.factors(mean)
+    assert np.abs(factor - 1.0).max() < 0.15 and shrink > 0.6, "no run effect: factors stay near 1"
+
+
+def test_a_unit_that_ran_past_most_of_the_wall_limit_is_quarantined_with_the_reason() -> None:
+    ds = _pileup_dataset()
+    sched = _drive_odd(asp.Scheduler(ds, target_runtime=3600.0), ds, kinds=("unit", "unit", "killed"), seed=4)
+    _all_accounted(sched)
+    reasons = sched.summary()["quarantine_reasons"]
+    assert reasons and all("resubmit with a larger max runtime" in r for r in reasons)
+    assert sum(reasons.values()) == sched.summary()["units"]["quarantined"]
+
+
+def test_a_task_closed_while_probing_probes_again_after_requeue() -> None:
+    ds = dataset(120)
+    cost = ds.units["events"].to_numpy() * 0.5
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60, grace_seconds=5, probes=4)
+    sched.next_jobs(free_slots=4, now=0.0)  # the whole probe round is out
+    sched.close("the DAG was removed", now=5.0)
+    sched.requeue(np.arange(ds.n_units), now=10.0)
+    pool = Pool(sched, ds, cost, slots=4)
+    pool.now = 10.0
+    pool.run()
+    assert (sched.unit_states() == 2).all(), "probing resumes and the task ends"
