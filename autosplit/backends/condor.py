@@ -240,6 +240,22 @@ def remove_node_jobs(task_name: str, nodes: list[str], reason: str) -> list[str]
     return removed
 
 
+def _finalize_killed_task(task: Any) -> None:
+    """Close a killed task whose DAGMan left the queue without running its FINAL node.
+
+    DAGMan 25.14 can die on removal (``Assertion ERROR on (! _finalNodeRun)`` when a POST script ends in
+    the cycle that starts FINAL); the ledger then never hears that the task ended. ``finalize`` is
+    idempotent, so running it here, once the schedd no longer has the DAG, is safe.
+    """
+    with task.ledger() as ledger:
+        killed = ledger.get_meta("killed") is not None
+        finished = ledger.get_meta("finished") is not None
+    if killed and not finished:
+        from autosplit.pipeline.finalize import run_finalize
+
+        run_finalize(task, 4)
+
+
 def backend_state(task: Any) -> dict[str, Any]:
     """``status``'s backend block on condor: the DAGMan job, the node jobs per stage and state, and the
     running jobs with the progress they published over chirp (best effort: no schedd, no live part)."""
@@ -256,6 +272,8 @@ def backend_state(task: Any) -> dict[str, Any]:
         out["schedd_error"] = " ".join(str(exc).split())
         return out
     out["dagman"] = dagman["status"] if dagman else "gone"
+    if dagman is None:
+        _finalize_killed_task(task)
     out["running"] = dagman is not None and dagman["status"] not in ("removed", "completed")
     per_stage: dict[str, dict[str, int]] = {}
     running, held = [], []
