@@ -290,20 +290,9 @@ OPTIONAL_DURATIONS: tuple[tuple[str, str, float, float], ...] = (
 
 def _check_ranges(config: TaskConfig, origin: str) -> None:
     """Every number finite and inside its range; one line naming the key and the allowed range otherwise."""
-    for section_name, name, minimum, maximum in DURATIONS:
+    for section_name, name, minimum, maximum in (*DURATIONS, *OPTIONAL_DURATIONS):
         section = getattr(config, section_name)
-        if getattr(section, name) is None:  # optional durations (checkpoint_interval)
-            continue
-        try:
-            seconds = parse_duration(
-                getattr(section, name), f"[{section_name}] {name}", minimum=minimum, maximum=maximum
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"{origin}: {exc}") from None
-        setattr(section, name, seconds)
-    for section_name, name, minimum, maximum in OPTIONAL_DURATIONS:
-        section = getattr(config, section_name)
-        if getattr(section, name) is None:
+        if getattr(section, name) is None:  # an optional duration left unset
             continue
         try:
             seconds = parse_duration(
