@@ -155,6 +155,32 @@ def test_report_naming_another_jobs_file_cannot_replace_it(tmp_path: Path) -> No
     assert not (task.destination / "c2-1").exists()
 
 
+def test_units_of_a_failed_payload_are_not_credited_without_their_outputs(tmp_path: Path) -> None:
+    """Found by the fault campaign: a payload killed after its last unit (wrapper exit 80) leaves a report
+    that lists the units and an output; nothing is staged out for a failed attempt, so crediting its units
+    lost them. They go back to pending (the unit-failure case too), and nothing reaches the destination."""
+    import polars as pl
+
+    from autosplit.pipeline.postjob import run_postjob
+    from tests.pipeline_helpers import fake_report, make_task
+
+    task = make_task(tmp_path)
+    for node, failed_lumi in (("c1-1", None), ("c2-1", "last")):
+        _bound(task, node)
+        with task.ledger() as ledger:
+            pairs = ledger.job_assignment(node)
+        culprit = pairs[-1][1] if failed_lumi else None
+        report = fake_report(task, node, exit_code=80, failed_lumi=culprit, done=len(pairs) - bool(culprit))
+        report.exit_message = "payload exited with -9"
+        _with_outputs(report, task, node, [_job_output(task, node, "units.json", "[]")])
+        result = run_postjob(task, node, 80, 0, 1)
+        assert result.outcome in ("failed", "unit-failure"), result
+        with task.ledger() as ledger:
+            units = ledger.units().filter(pl.col("node") == node)
+        assert units.filter(pl.col("state") == "done").height == 0, units
+        assert not (task.destination / node).exists()
+
+
 def test_symlinked_output_directory_or_file_copies_nothing_from_outside(tmp_path: Path) -> None:
     from autosplit.jobreport import JobReport, OutputFile
     from autosplit.pipeline.outputs import OutputCommitError, commit_outputs

@@ -453,3 +453,50 @@ def test_a_task_closed_while_probing_probes_again_after_requeue() -> None:
     pool.now = 10.0
     pool.run()
     assert (sched.unit_states() == 2).all(), "probing resumes and the task ends"
+
+
+def test_lost_and_crashed_jobs_quarantine_a_unit_only_after_losses_while_alone() -> None:
+    """Found by the fault campaign: a payload killed by a signal (the wrapper reports exit 80 and the unit
+    in progress) was blamed on that unit like a hard-limit kill, and units were quarantined after losses
+    of jobs they merely shared. Now a unit is given up on after ``max_crashes`` losses, the last alone."""
+    ds = dataset(40)
+    run, lumi = ds.units["run"].to_numpy(), ds.units["lumi"].to_numpy()
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60, grace_seconds=5, max_crashes=4)
+    losses = np.zeros(ds.n_units, int)
+    last_alone = np.zeros(ds.n_units, bool)
+    now = 0.0
+    for _ in range(500):
+        reqs = sched.next_jobs(free_slots=8, now=now)
+        if not reqs:
+            break
+        for req in reqs:
+            now += 1.0
+            rows = req.rows
+            if req.stage.startswith("probe"):  # probes measure; every later job crashes
+                units = [
+                    {"run": int(run[r]), "lumi": int(lumi[r]), "events": 100, "seconds": 50.0} for r in rows
+                ]
+                sched.job_finished(JobReport(job_id=req.job_id, units=units, wall_seconds=60.0), now=now)
+                continue
+            losses[rows] += 1
+            last_alone[rows] = rows.size == 1
+            if rows.size == 1:  # the payload died by a signal in its only unit: no culprit named
+                key = {"run": int(run[rows[0]]), "lumi": int(lumi[rows[0]])}
+                report = JobReport(
+                    job_id=req.job_id,
+                    exit_code=80,
+                    exit_message="payload exited with -9",
+                    unfinished=[key],
+                    in_progress={**key, "seconds": 1.0},
+                    meta={"report_source": "wrapper-journal", "in_progress_unit": [key["run"], key["lumi"]]},
+                )
+                sched.job_finished(report, now=now)
+            else:
+                sched.job_failed(req.job_id, now=now, reason="node lost")
+    assert sched.finished
+    quarantined = np.flatnonzero(sched.unit_states() == 3)
+    assert quarantined.size == np.count_nonzero(losses), "every unit not probed is given up on in the end"
+    assert last_alone[quarantined].all(), (sched.summary()["quarantine_reasons"], losses, last_alone)
+    assert (losses[quarantined] >= 4).all()
+    reasons = sched.summary()["quarantine_reasons"]
+    assert all("lost 4 time(s)" in r for r in reasons), reasons

@@ -223,7 +223,10 @@ def _account(
         result = sched.job_failed(node, now, reason=message)
         job_state = "failed"
     else:
-        done = [(u["run"], u["lumi"]) for u in report.units] if committed and _from_payload(report) else saved
+        # Units are credited only with this attempt's outputs committed. A failed payload (exit 80 after a
+        # kill, a unit failure) may list units it processed, but nothing of it was staged out.
+        credited = committed and kind in ("ok", "wall-time") and _from_payload(report)
+        done = [(u["run"], u["lumi"]) for u in report.units] if credited else saved
         if kind in ("ok", "wall-time") and committed:
             failure = None
         elif kind == "unit-failure":
@@ -232,7 +235,6 @@ def _account(
             failure = verdict.reason
         if failure is not None and report.exit_code == 0:
             report = msgspec.structs.replace(report, exit_code=1, exit_message=failure)
-            done = []
         result = sched.job_finished(report, now, done=done)
         if kind == "wall-time":
             outcome = "wall-time"

@@ -2,8 +2,8 @@
 given up on.
 
 A unit handed back counts one more return (its tail level; probes' leftovers do not count). A unit whose
-job was lost twice runs alone; one lost ``max_crashes`` times, or blamed for ``max_unit_failures``
-failures, is quarantined with the last reason.
+job was lost twice runs alone; one lost ``max_crashes`` times (the last while alone), or blamed for
+``max_unit_failures`` failures, is quarantined with the last reason.
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ class AccountingMixin:
             book.returns[rows] += 1
         book.alone[rows[book.crashes[rows] >= 2]] = True
         failed = rows[book.failures[rows] >= self.max_unit_failures]
-        lost = rows[book.crashes[rows] >= self.max_crashes]
+        # A loss is blamed on a unit only when it ran by itself: a node lost under a shared job says nothing
+        # about which of its units (if any) was at fault.
+        lost = rows[book.crashes[rows] >= self.max_crashes] if job.rows.size == 1 else rows[:0]
         quarantined = []
         if failed.size:
             quarantined.append(failed)

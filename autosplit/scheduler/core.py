@@ -30,7 +30,7 @@ The policy, in the order a task meets it:
    from the driver's calls. With failures and no checkpointing, the packing target shrinks towards Young's
    optimum ``sqrt(2 * overhead / hazard)``, trading per-job overhead against work lost with a job.
 4. **Give up with a reason.** A unit named as the cause of ``max_unit_failures`` failures, or lost with its
-   job ``max_crashes`` times (alone after the second), is quarantined; so is a unit whose predicted mean
+   job ``max_crashes`` times (alone after the second; the last loss while alone), is quarantined; so is a unit whose predicted mean
    alone exceeds ``max_job_seconds``, and a unit killed after running most of ``max_job_seconds`` (or killed at
    that limit while alone): a rerun starts from zero under the same limit. Processing jobs are killed
    only at ``max_job_seconds`` (``kill_at_wall``): past its soft limit a job is finishing its last unit. Units handed back ``max_tails`` times run without a soft limit.
@@ -127,8 +127,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     max_unit_failures:
         Failures blamed on one unit before it is quarantined.
     max_crashes:
-        Times one unit's job may be lost (no report) before the unit is quarantined; from the second it
-        runs alone.
+        Times one unit's job may be lost (no report, or a crash without a culprit) before the unit is
+        quarantined; from the second it runs alone, and only a loss while alone can quarantine it.
     grace_seconds:
         Seconds between SIGTERM and SIGKILL at a job's hard limit (part of every hard limit).
     max_job_seconds:
@@ -180,7 +180,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         rel_precision: float = 0.10,
         max_probe_rounds: int = 3,
         max_unit_failures: int = 2,
-        max_crashes: int = 3,
+        max_crashes: int = 4,
         grace_seconds: float = 60.0,
         max_job_seconds: float | None = None,
         min_job_seconds: float | None = None,
@@ -366,7 +366,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             book.alone[cut] = True
             spent = _in_progress_seconds(report)
             wall = self.max_job_seconds
-            if spent >= 0.8 * wall or (job.kind == "alone" and job.hard >= wall):
+            if killed and (spent >= 0.8 * wall or (job.kind == "alone" and job.hard >= wall)):
                 # The unit used (nearly) the whole wall-time limit and a rerun starts from zero: another
                 # attempt under the same limit would most likely be killed again. Give up with the reason.
                 book.failures[cut] = max(int(book.failures[cut].max()), self.max_unit_failures)
@@ -374,7 +374,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
                     f"ran {spent:.0f} s without finishing (killed at the hard limit of {job.hard:.0f} s, "
                     f"the longest allowed job is {wall:.0f} s); resubmit with a larger max runtime"
                 )
-            elif job.kind == "alone":
+            elif job.kind == "alone" and killed:
                 book.failures[cut] += 1
                 reason = f"killed at the hard limit of {job.hard:.0f} s while running alone"
         if not ok and not killed:
