@@ -595,6 +595,13 @@ class Ledger:
             )
         )
 
+    def bound_since(self) -> dict[str, float]:
+        """Jobs bound and not ended: node -> when it was bound (seconds since the epoch)."""
+        return {
+            str(node): float(created or 0.0)
+            for node, created in self._db.execute("SELECT node, created FROM jobs WHERE state = 'planned'")
+        }
+
     def attempt_summary(self) -> list[tuple[str | None, str, int | None, int, float]]:
         """Attempts grouped by (site, outcome, exit code): [(site, outcome, exit_code, count, wall seconds)]."""
         return [

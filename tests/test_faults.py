@@ -181,6 +181,61 @@ def test_units_of_a_failed_payload_are_not_credited_without_their_outputs(tmp_pa
         assert not (task.destination / node).exists()
 
 
+def _node_status_file(task, states: dict[str, int]) -> None:
+    from autosplit.backends.local.statusfile import StatusRow, render_status
+
+    rows = [StatusRow(name, status) for name, status in states.items()]
+    keys = ("NodesTotal", "NodesDone", "NodesPre", "NodesQueued", "NodesPost", "NodesReady", "NodesUnready")
+    keys += ("NodesFutile", "NodesFailed", "JobProcsHeld", "JobProcsIdle")
+    text = render_status([str(task.top_dag)], 3, "", dict.fromkeys(keys, 0), rows, None)
+    (task.dag_dir / "task.status").write_text(text)
+
+
+def test_units_of_a_node_dagman_gave_up_on_are_released_and_its_late_postjob_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    """A node whose postjob was killed on every retry fails for good: its job stayed bound, so the other
+    chains waited for its units for ever. A waiting PRE script now releases them; a postjob of that node
+    coming late (a rescue DAG re-running it) commits nothing."""
+    import os
+
+    import polars as pl
+
+    from autosplit.backends.local.model import NodeStatus
+    from autosplit.pipeline.orphans import release_orphans
+    from autosplit.pipeline.postjob import run_postjob
+    from autosplit.pipeline.scheduling import session
+    from tests.pipeline_helpers import fake_report, make_task
+
+    task = make_task(tmp_path)
+    _bound(task, "c1-1")
+    _bound(task, "c2-1")
+    _node_status_file(task, {"c1-1": NodeStatus.ERROR, "c2-1": NodeStatus.SUBMITTED})
+    stale = task.dag_dir / "task.status"
+    os.utime(stale, (1.0, 1.0))  # a file left by an earlier run of the DAG proves nothing
+    with session(task) as s:
+        assert release_orphans(s, force=True) == []
+    _node_status_file(task, {"c1-1": NodeStatus.ERROR, "c2-1": NodeStatus.SUBMITTED})
+    with session(task) as s:
+        assert release_orphans(s, force=True) == ["c1-1"]
+        assert release_orphans(s) == [], "at most one look per interval"
+    with task.ledger() as ledger:
+        units = ledger.units()
+        job = ledger.job("c1-1")
+    assert job["state"] == "failed" and job["outcome"] == "lost"
+    assert units.filter(pl.col("node") == "c1-1").height == 0 or (
+        units.filter(pl.col("node") == "c1-1")["state"] == "pending"
+    ).all()
+    assert units.filter(pl.col("state") == "assigned")["node"].unique().to_list() == ["c2-1"]
+    report = fake_report(task, "c1-1")
+    _with_outputs(report, task, "c1-1", [_job_output(task, "c1-1", "units.json", "[]")])
+    result = run_postjob(task, "c1-1", 0, 0, 1)
+    assert result.outcome == "duplicate", result
+    assert not (task.destination / "c1-1").exists()
+    with task.ledger() as ledger:
+        assert ledger.units().filter(pl.col("state") == "done").height == 0
+
+
 def test_symlinked_output_directory_or_file_copies_nothing_from_outside(tmp_path: Path) -> None:
     from autosplit.jobreport import JobReport, OutputFile
     from autosplit.pipeline.outputs import OutputCommitError, commit_outputs

@@ -5,7 +5,8 @@ after the node), records the binding in the ledger and writes the node's spec an
 
 Exit codes: ``0`` a job is bound (DAGMan submits it); ``98`` (``BIND_DEFER``) nothing to hand out yet —
 probes are still running, or every pending unit is in a running job that may hand some back — and DAGMan
-runs this script again after the node's DEFER time; ``99`` (the node's ``PRE_SKIP``) the task is finished
+runs this script again after the node's DEFER time (while waiting it also releases the units of jobs whose
+node DAGMan gave up on, :mod:`autosplit.pipeline.orphans`); ``99`` (the node's ``PRE_SKIP``) the task is finished
 or killed, so the node and its job are skipped; ``1`` the script itself failed (the reason is in the
 ledger and ``logs/bind.log``; DAGMan retries the node).
 
@@ -28,6 +29,7 @@ DEFER = 98
 
 def bind(task_dir: str, node: str) -> tuple[int, str]:
     """Bind a job to ``node``; returns (exit code, message)."""
+    from autosplit.pipeline.orphans import release_orphans
     from autosplit.pipeline.scheduling import session
     from autosplit.pipeline.stages import write_job
     from autosplit.pipeline.taskdir import TaskDir
@@ -55,6 +57,8 @@ def bind(task_dir: str, node: str) -> tuple[int, str]:
             return PRE_SKIP, "the task was killed"
         sched = s.scheduler
         requests = sched.next_jobs(free_slots=1, now=time.time(), names=[node])
+        if not requests and not sched.finished and release_orphans(s):  # units held by a dead node
+            requests = sched.next_jobs(free_slots=1, now=time.time(), names=[node])
         if not requests:
             changes = s.changes()
             if changes.ids.size:
