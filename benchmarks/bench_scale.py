@@ -606,8 +606,8 @@ def main() -> None:
             },
             "targets": TARGETS,
             "load_average_at_end": os.getloadavg(),
-            "note": "measured on a shared 2-core machine that other sessions were loading at the same time "
-            "(load_average_*): wall times are inflated by the load; *_cpu_seconds are this work's own CPU",
+            "note": "wall times grow with the machine's load (load_average_*: about 2 is this benchmark "
+            "alone on 2 cores); *_cpu_seconds are this work's own CPU",
         }
         out["targets_met"] = {
             key: (out[key] is not None and out[key] < limit) for key, limit in TARGETS.items()
