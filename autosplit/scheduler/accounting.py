@@ -21,10 +21,14 @@ class AccountingMixin:
         """Rows of ``job`` for (run, lumi) pairs; a pair outside the job is an error naming it."""
         if not pairs:
             return np.zeros(0, dtype=np.int64)
-        units = self.dataset.units
-        runs = units["run"].to_numpy()[job.rows].astype(np.int64)
-        lumis = units["lumi"].to_numpy()[job.rows].astype(np.int64)
-        keys = (runs << 32) | lumis
+        all_keys = getattr(self._book, "keys", None)
+        if all_keys is not None:
+            keys = np.asarray(all_keys[job.rows], dtype=np.int64)
+        else:  # a state saved before the book kept the keys
+            units = self.dataset.units
+            runs = units["run"].to_numpy()[job.rows].astype(np.int64)
+            lumis = units["lumi"].to_numpy()[job.rows].astype(np.int64)
+            keys = (runs << 32) | lumis
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         wanted = np.array([(int(r) << 32) | int(lu) for r, lu in pairs], dtype=np.int64)

@@ -257,6 +257,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         order = planning_order(dataset, split_on_run=split_on_run)
         self._book = UnitBook(order.rows, order.segment_start)
         units = dataset.units
+        # (run << 32) | lumi per unit: reports name units by (run, lumi); kept so that accounting for a job
+        # never reads the dataset back.
+        self._book.keys = (run_values.astype(np.int64) << 32) | units["lumi"].to_numpy().astype(np.int64)
         self._caps = Caps(
             events=units["events"].to_numpy().astype(np.int64),
             file_id=units["file_id"].to_numpy().astype(np.int64),
