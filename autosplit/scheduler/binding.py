@@ -60,7 +60,14 @@ class BindingMixin:
         self._phase = "processing"
         self._candidate = None
         self._refresh_predictions()
-        if self._first_prediction is None and hasattr(self.model_, "total_seconds_interval"):
+        if self._first_prediction is None:
+            self._record_first_prediction()
+
+    def _record_first_prediction(self) -> None:
+        """The total the probes predict (``summary()['predicted_total_cpu_seconds']``): from the model
+        processing starts with, replaced once by the refit on the whole probe round when probes were still
+        running then (the first probes to end are the fast ones: fast nodes, cheap units)."""
+        if hasattr(self.model_, "total_seconds_interval"):
             low, estimate, high = self.model_.total_seconds_interval(self.dataset.units)
             # The per-run factors (when learned) re-price the runs the probes showed to differ.
             scale = self._run_scale()

@@ -666,6 +666,11 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         self._running.discard(job.index)
         if self._phase == "probing":
             self._probe_progress(now)
+        late = getattr(self, "_late_probes", None)
+        if late and job.index in late:
+            late.discard(job.index)
+            if not late:
+                self._refit_on_whole_round(now)
         self._check_done()
 
     def _concurrency(self) -> int:

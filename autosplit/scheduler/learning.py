@@ -38,6 +38,24 @@ class LearningMixin:
                 self._notes.append(f"refit not used ({type(exc).__name__}): {exc}")
                 self.model_ = previous
 
+    def _refit_on_whole_round(self, now: float) -> None:
+        """Every probe of the round processing started on has ended: refit on all of them, and let this
+        fit give the probes' prediction of the total."""
+        if self._phase != "processing":
+            return
+        model = self._fit(now)
+        if model is None:
+            return
+        previous = self.model_
+        self.model_ = model
+        try:
+            self._refresh_predictions()
+        except Exception as exc:  # noqa: BLE001 - keep binding with the previous model
+            self._notes.append(f"refit not used ({type(exc).__name__}): {exc}")
+            self.model_ = previous
+            return
+        self._record_first_prediction()
+
     def _learn(self, report: JobReport) -> None:
         if not (report.has_unit_seconds or report.processing_seconds is not None or in_progress_pair(report)):
             return

@@ -5,7 +5,8 @@ over files and runs, at most ``probe_fraction`` of the pending events) and deals
 Probes are handed out as slots ask for work; their finished units count as done. A round ends when every
 probe reported, or earlier, once a quorum reported and the cost model fitted on them (with the probes
 still running counted as censored: they have taken at least as long as they have been running) knows the
-total to the requested precision.
+total to the requested precision. Processing then starts at once, and the model is refitted when the last
+probe of the round has ended (the probes that end first ran on fast nodes or drew cheap units).
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ class ProbingMixin:
                 return
             self._rounds_done += 1
             self._round = None
+            # Probes still running are the slow ones: the model is refitted once they all ended.
+            self._late_probes = {j.index for j in jobs if j.outcome == "running"}
             self._start_processing()
 
     def _give_up_round(self, now: float) -> None:
