@@ -223,9 +223,10 @@ def test_units_of_a_node_dagman_gave_up_on_are_released_and_its_late_postjob_kee
         units = ledger.units()
         job = ledger.job("c1-1")
     assert job["state"] == "failed" and job["outcome"] == "lost"
-    assert units.filter(pl.col("node") == "c1-1").height == 0 or (
-        units.filter(pl.col("node") == "c1-1")["state"] == "pending"
-    ).all()
+    assert (
+        units.filter(pl.col("node") == "c1-1").height == 0
+        or (units.filter(pl.col("node") == "c1-1")["state"] == "pending").all()
+    )
     assert units.filter(pl.col("state") == "assigned")["node"].unique().to_list() == ["c2-1"]
     report = fake_report(task, "c1-1")
     _with_outputs(report, task, "c1-1", [_job_output(task, "c1-1", "units.json", "[]")])

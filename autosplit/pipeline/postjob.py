@@ -87,7 +87,9 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         if job is None:
             return PostjobResult(FATAL, "unknown-node", f"node {node} is not a job of this task")
         if job["state"] != "planned":  # ended without this attempt (its node was given up on): commit nothing
-            return PostjobResult(OK, "duplicate", f"job {node} already ended ({job['outcome']}); nothing kept")
+            return PostjobResult(
+                OK, "duplicate", f"job {node} already ended ({job['outcome']}); nothing kept"
+            )
         assignment = ledger.job_assignment(node)
     report, problem = _read_report(task, node, retry, assignment)
     verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
