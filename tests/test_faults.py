@@ -714,7 +714,7 @@ def fault_run(
 
     rng = random.Random(seed)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "payload.py").write_text(FAULT_PAYLOAD.format(seconds_per_event=0.003))
+    (workdir / "payload.py").write_text(FAULT_PAYLOAD.format(seconds_per_event=0.01))
     config = write_config(
         workdir,
         code="payload:run",
