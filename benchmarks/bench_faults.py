@@ -16,12 +16,14 @@ without a committed output / in two lists or two committed outputs), ``tasks_fai
 faults were kills and that did not end ``completed``), plus the tasks, the faults by kind and the problems.
 
 Run: .venv/bin/python benchmarks/bench_faults.py [--runs 300] [--parallel 3] [--budget-minutes 38]
+[--task-timeout 180] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -39,10 +41,13 @@ from tests.test_faults import fault_run  # noqa: E402
 FAULTS_PER_TASK = 6
 
 
-def one_task(base: Path, seed: int) -> dict:
+def one_task(base: Path, seed: int, timeout: float, keep: Path | None) -> dict:
+    """One task's fault runs; a task with problems is kept under ``keep`` (when given) for inspection."""
     workdir = base / f"task-{seed}"
+    result: dict | None = None
     try:
-        return fault_run(workdir, seed, n_faults=FAULTS_PER_TASK)
+        result = fault_run(workdir, seed, n_faults=FAULTS_PER_TASK, timeout=timeout)
+        return result
     except Exception as exc:  # noqa: BLE001 - a harness error is reported, not hidden
         return {
             "seed": seed,
@@ -55,6 +60,10 @@ def one_task(base: Path, seed: int) -> dict:
             "problems": [f"harness: {type(exc).__name__}: {exc}"],
         }
     finally:
+        if keep is not None and result is not None and result["problems"]:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(workdir), str(keep / workdir.name))
+            result["kept"] = str(keep / workdir.name)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -64,6 +73,10 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=3, help="tasks at once (default 3)")
     parser.add_argument("--budget-minutes", type=float, default=38.0, help="stop starting tasks after this")
     parser.add_argument("--first-seed", type=int, default=10_000)
+    parser.add_argument(
+        "--task-timeout", type=float, default=180.0, help="seconds a task may take before it counts as hung"
+    )
+    parser.add_argument("--keep", help="move the directories of tasks with problems here")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "faults.json"))
     args = parser.parse_args()
     started = time.monotonic()
@@ -79,7 +92,8 @@ def main() -> int:
                 expected = runs + FAULTS_PER_TASK * len(running)
                 elapsed = time.monotonic() - started
                 while len(running) < args.parallel and expected < args.runs and elapsed < budget:
-                    running.add(pool.submit(one_task, base, seed))
+                    keep = Path(args.keep) if args.keep else None
+                    running.add(pool.submit(one_task, base, seed, args.task_timeout, keep))
                     seed += 1
                     expected += FAULTS_PER_TASK
                 if not running:
@@ -119,6 +133,8 @@ def main() -> int:
         ],
         "wall_seconds": round(time.monotonic() - started, 1),
         "parallel_tasks": args.parallel,
+        "task_timeout_seconds": args.task_timeout,
+        "load_average_at_end": os.getloadavg(),
         "machine": machine(),
     }
     out = Path(args.out)

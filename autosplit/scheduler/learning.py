@@ -28,24 +28,20 @@ class LearningMixin:
         n = self._n_reports_seen
         if n < max(1.25 * self._fit_reports, self._fit_reports + 20):
             return
-        model = self._fit(now)
-        if model is not None:
-            previous = self.model_
-            self.model_ = model
-            try:
-                self._refresh_predictions()
-            except Exception as exc:  # noqa: BLE001 - keep binding with the previous model
-                self._notes.append(f"refit not used ({type(exc).__name__}): {exc}")
-                self.model_ = previous
+        self._refit(now)
 
     def _refit_on_whole_round(self, now: float) -> None:
         """Every probe of the round processing started on has ended: refit on all of them, and let this
         fit give the probes' prediction of the total."""
-        if self._phase != "processing":
-            return
+        if self._phase == "processing" and self._refit(now):
+            self._record_first_prediction()
+
+    def _refit(self, now: float) -> bool:
+        """Fit on the reports so far and bind with the new model; False when it cannot be used (the
+        previous model stays)."""
         model = self._fit(now)
         if model is None:
-            return
+            return False
         previous = self.model_
         self.model_ = model
         try:
@@ -53,8 +49,8 @@ class LearningMixin:
         except Exception as exc:  # noqa: BLE001 - keep binding with the previous model
             self._notes.append(f"refit not used ({type(exc).__name__}): {exc}")
             self.model_ = previous
-            return
-        self._record_first_prediction()
+            return False
+        return True
 
     def _learn(self, report: JobReport) -> None:
         if not (report.has_unit_seconds or report.processing_seconds is not None or in_progress_pair(report)):
