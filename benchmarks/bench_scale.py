@@ -413,7 +413,7 @@ def drive(task, units: Units, nodes: Nodes, *, stop_pending: int, leave_running:
 
 # ---------------------------------------------------------------------- status file and executor
 def write_status_file(task, nodes: Nodes) -> int:
-    from autosplit.backends.local.statusfile import StatusRow, render_status
+    from autosplit.backends.local.statusfile import COUNT_KEYS, StatusRow, render_status
 
     with task.ledger() as ledger:
         planned = {r[0] for r in ledger._db.execute("SELECT node FROM jobs WHERE state = 'planned'")}
@@ -424,22 +424,7 @@ def write_status_file(task, nodes: Nodes) -> int:
             name = f"c{chain}-{k}"
             status = 3 if name in planned else (5 if name in bound else 1)
             rows.append(StatusRow(name=name, status=status))
-    counts = dict.fromkeys(
-        (
-            "NodesTotal",
-            "NodesDone",
-            "NodesPre",
-            "NodesQueued",
-            "NodesPost",
-            "NodesReady",
-            "NodesUnready",
-            "NodesFutile",
-            "NodesFailed",
-            "JobProcsHeld",
-            "JobProcsIdle",
-        ),
-        0,
-    )
+    counts = dict.fromkeys(COUNT_KEYS, 0)
     counts["NodesTotal"] = len(rows)
     text = render_status([str(task.top_dag)], 3, "running", counts, rows, time.time() + 5)
     (task.dag_dir / "task.status").write_text(text)

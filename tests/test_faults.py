@@ -182,12 +182,10 @@ def test_units_of_a_failed_payload_are_not_credited_without_their_outputs(tmp_pa
 
 
 def _node_status_file(task, states: dict[str, int]) -> None:
-    from autosplit.backends.local.statusfile import StatusRow, render_status
+    from autosplit.backends.local.statusfile import COUNT_KEYS, StatusRow, render_status
 
     rows = [StatusRow(name, status) for name, status in states.items()]
-    keys = ("NodesTotal", "NodesDone", "NodesPre", "NodesQueued", "NodesPost", "NodesReady", "NodesUnready")
-    keys += ("NodesFutile", "NodesFailed", "JobProcsHeld", "JobProcsIdle")
-    text = render_status([str(task.top_dag)], 3, "", dict.fromkeys(keys, 0), rows, None)
+    text = render_status([str(task.top_dag)], 3, "", dict.fromkeys(COUNT_KEYS, 0), rows, None)
     (task.dag_dir / "task.status").write_text(text)
 
 

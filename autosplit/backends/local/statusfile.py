@@ -35,6 +35,22 @@ class StatusRow:
     procs_held: int = 0
 
 
+# The DAG summary's counts, in DAGMan's order (``render_status`` needs every one).
+COUNT_KEYS = (
+    "NodesTotal",
+    "NodesDone",
+    "NodesPre",
+    "NodesQueued",
+    "NodesPost",
+    "NodesReady",
+    "NodesUnready",
+    "NodesFutile",
+    "NodesFailed",
+    "JobProcsHeld",
+    "JobProcsIdle",
+)
+
+
 def render_status(
     dag_files: list[str],
     dag_status: int,
@@ -53,18 +69,7 @@ def render_status(
     out.append(f"  Timestamp = {stamp}; /* {classad_string(time.ctime(stamp))} */\n")
     name = NodeStatus(dag_status).name
     out.append(f"  DagStatus = {dag_status}; /* {classad_string(f'STATUS_{name} ({note})')} */\n")
-    for key in (
-        "NodesTotal",
-        "NodesDone",
-        "NodesPre",
-        "NodesQueued",
-        "NodesPost",
-        "NodesReady",
-        "NodesUnready",
-        "NodesFutile",
-        "NodesFailed",
-        "JobProcsHeld",
-    ):
+    for key in COUNT_KEYS[:-1]:
         out.append(f"  {key} = {counts[key]};\n")
     out.append(f"  JobProcsIdle = {counts['JobProcsIdle']}; /* includes held */\n")
     out.append("]\n")
