@@ -206,7 +206,8 @@ def load_json_source(source: str | os.PathLike[str], error: type[Exception], wha
 
 
 def json_default(value: Any) -> Any:
-    """``json.dumps`` fallback for numpy scalars and arrays (imported lazily), else ``str``."""
+    """``json.dumps`` fallback for numpy scalars (integers, floats, booleans) and arrays (numpy imported lazily),
+    else ``str``."""
     import numpy as np
 
     if isinstance(value, np.integer):
@@ -215,4 +216,6 @@ def json_default(value: Any) -> Any:
         return float(value)
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, np.bool_):
+        return bool(value)
     return str(value)

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from _common import RESULTS, machine  # noqa: E402
 
+from autosplit._io import json_default  # noqa: E402
 from autosplit.sim import Simulation, lower_bound, summarize  # noqa: E402
 from benchmarks import workloads as wl  # noqa: E402
 from benchmarks.peers import POLICIES, bound_row  # noqa: E402
@@ -826,16 +827,6 @@ def markdown(
 
 
 # ---------------------------------------------------------------------- the run
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return str(obj)
 
 
 def build_tasks(
@@ -960,8 +951,8 @@ def write(
         "aggregates": aggregates,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "quality.json").write_text(json.dumps(rows, indent=1, default=_json_default) + "\n")
-    (out_dir / "quality.summary.json").write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
+    (out_dir / "quality.json").write_text(json.dumps(rows, indent=1, default=json_default) + "\n")
+    (out_dir / "quality.summary.json").write_text(json.dumps(summary, indent=1, default=json_default) + "\n")
     (out_dir / "quality.md").write_text(markdown(rows, aggregates, target_rows, probe_rows, problems, meta))
     return summary
 

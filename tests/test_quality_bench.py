@@ -53,7 +53,7 @@ def tiny_run(tmp_path_factory):
 def test_rows_have_the_schema_and_mark_split_and_failures(tiny_run):
     rows, _, out = tiny_run
     assert json.loads((out / "quality.json").read_text()) == json.loads(
-        json.dumps(rows, default=rq._json_default)
+        json.dumps(rows, default=rq.json_default)
     )
     policies = [r for r in rows if r["policy"] != "bound"]
     assert len(policies) == 2 * 2 * 3  # workloads x failure settings x policies, one seed
