@@ -28,13 +28,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
 from autosplit._io import json_default
 from autosplit.errors import AutosplitError
+
+if TYPE_CHECKING:  # polars is imported where a table is built: the job scripts never need it
+    import polars as pl
 
 LEDGER_FORMAT = "autosplit-ledger/2"
 UNIT_STATES = ("pending", "assigned", "done", "quarantined")
@@ -122,19 +124,6 @@ CREATE INDEX IF NOT EXISTS units_by_state ON units (state, events);
 """
 
 
-_UNIT_FRAME = {
-    "unit_id": pl.Int64,
-    "run": pl.Int64,
-    "lumi": pl.Int64,
-    "events": pl.Int64,
-    "state": pl.String,
-    "node": pl.String,
-    "failures": pl.Int64,
-    "returns": pl.Int64,
-    "crashes": pl.Int64,
-    "alone": pl.Int64,
-    "reason": pl.String,
-}
 _STATE_CODE = {name: code for code, name in enumerate(UNIT_STATES)}
 
 
@@ -538,6 +527,8 @@ class Ledger:
     def _frame(
         self, query: str, params: Sequence[Any], schema: Mapping[str, Any] | None = None
     ) -> pl.DataFrame:
+        import polars as pl
+
         cur = self._db.execute(query, params)
         names = [c[0] for c in cur.description]
         rows = cur.fetchall()
@@ -601,6 +592,20 @@ class Ledger:
             str(node): float(created or 0.0)
             for node, created in self._db.execute("SELECT node, created FROM jobs WHERE state = 'planned'")
         }
+
+    def newest_reports(self, limit: int) -> tuple[int, list[str]]:
+        """``(n, paths)``: how many attempts left a usable report, and the archived reports of the newest
+        ``limit`` of them (newest first). Served by the ``time`` index; no walk of ``jobs/``."""
+        (n,) = self._db.execute("SELECT COUNT(*) FROM attempts WHERE usable_report = 1").fetchone()
+        paths = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT report_path FROM attempts WHERE usable_report = 1 AND report_path IS NOT NULL "
+                "ORDER BY time DESC LIMIT ?",
+                (int(limit),),
+            )
+        ]
+        return int(n), paths
 
     def attempt_summary(self) -> list[tuple[str | None, str, int | None, int, float]]:
         """Attempts grouped by (site, outcome, exit code): [(site, outcome, exit_code, count, wall seconds)]."""

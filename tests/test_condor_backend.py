@@ -637,30 +637,60 @@ def test_hold_reason_from_the_event_log(tmp_path) -> None:
     assert hold_reason(tmp_path / "missing.log", "c9-9") is None
 
 
-def test_requests_follow_the_memory_and_output_models(tmp_path) -> None:
+def test_requests_follow_the_memory_and_output_models_fitted_outside_the_bind(tmp_path) -> None:
     """request_memory is the MemoryModel's upper quantile (the configured memory a floor), request_disk
-    grows with the output model's."""
-    from autosplit.backends.condor_submit import model_requests
+    grows with the output model's. Both come from the fit cached by refresh_requests, which reads the
+    reports the ledger names, and fits again only once enough new reports came."""
+    from autosplit.backends.condor_requests import refresh_requests, requests_for
     from autosplit.jobreport import JobReport, OutputFile
 
     task = make_task(tmp_path, extra=CONDOR)
-    assert model_requests(task, 1000, 2000) == (2000, 0.0)  # no reports yet: the floor
-    for i in range(6):
-        events = 1000 * (i + 1)
-        report = JobReport(
-            job_id=f"x{i}",
-            units=[{"run": 1, "lumi": i + 1, "events": events, "seconds": 1.0}],
-            peak_rss_bytes=int((1000 + events * 0.5) * 2**20),  # 1 GB + 0.5 MB per event
-            outputs=[OutputFile(name="o.root", bytes=events * 10_000, checksum="00000001")],
-            wall_seconds=2.0,
-        )
-        folder = task.root / "jobs" / f"x{i}"
-        folder.mkdir(parents=True)
-        report.to_json(folder / "report.0.json")
-    memory, output = model_requests(task, 8000, 2000)
-    assert memory > 5000  # about 1000 + 4000 MB, with margin
+    assert requests_for(task, 1000, 2000) == (2000, 0.0)  # no reports yet: the floor
+    assert not refresh_requests(task)
+
+    def leave_reports(first: int, n: int, mb_per_event: float) -> None:
+        with task.ledger() as ledger:
+            for i in range(first, first + n):
+                events = 1000 * (i % 6 + 1)
+                report = JobReport(
+                    job_id=f"x{i}",
+                    units=[{"run": 1, "lumi": i + 1, "events": events, "seconds": 1.0}],
+                    peak_rss_bytes=int((1000 + events * mb_per_event) * 2**20),  # 1 GB + per event
+                    outputs=[OutputFile(name="o.root", bytes=events * 10_000, checksum="00000001")],
+                    wall_seconds=2.0,
+                )
+                path = task.root / "jobs" / f"x{i}" / "report.0.json"
+                path.parent.mkdir(parents=True)
+                report.to_json(path)
+                ledger.bind_job(
+                    f"x{i}",
+                    stage="bulk",
+                    kind="bulk",
+                    unit_ids=[i],
+                    predicted_seconds=None,
+                    soft_limit_seconds=None,
+                    hard_limit_seconds=None,
+                    memory_mb=None,
+                )
+                ledger.record_outcome(
+                    f"x{i}",
+                    0,
+                    decision=0,
+                    outcome="ok",
+                    details={"report_path": str(path), "usable_report": True},
+                )
+
+    leave_reports(0, 6, 0.5)
+    assert requests_for(task, 8000, 2000) == (2000, 0.0)  # not fitted yet: binding reads only the cache
+    assert refresh_requests(task)
+    memory, output = requests_for(task, 8000, 2000)
+    assert 5000 < memory < 6000  # about 1000 + 4000 MB, with margin
     assert output > 8000 * 10_000 * 0.9
-    assert model_requests(task, 10, 2000)[0] >= 2000
+    assert requests_for(task, 10, 2000)[0] >= 2000
+    leave_reports(6, 3, 2.0)  # 9 reports: fewer than twice the 6 fitted on, no new fit
+    assert not refresh_requests(task) and requests_for(task, 8000, 2000)[0] == memory
+    leave_reports(9, 3, 2.0)
+    assert refresh_requests(task) and requests_for(task, 8000, 2000)[0] > memory
 
 
 def test_postjob_names_the_hold_reason_of_a_removed_job(tmp_path) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -267,3 +269,39 @@ def test_postjob_aborts_the_dag_when_most_jobs_of_a_stage_fail(tmp_path) -> None
     assert results[9].decision == 3 and "10 of 10 jobs of stage probe failed" in results[9].message
     assert run_postjob(task, f"c1-{nodes.count}", 80, 0, 1).decision == 3, "the abort is stored"
     assert "aborted" in task_status(task)["error"]
+
+
+def _script_modules(tmp_path, module: str, *args: str) -> tuple[int, set[str]]:
+    """Run ``python -I -m <module> <args>`` the way DAGMan does; returns its exit code and the top-level
+    packages it imported."""
+    out = tmp_path / f"modules.{module}.json"
+    program = (
+        "import atexit, json, runpy, sys\n"
+        f"atexit.register(lambda: open({str(out)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        f"sys.argv = [{module!r}, *{list(args)!r}]\n"
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+    )
+    code = subprocess.run([sys.executable, "-I", "-c", program], check=False, capture_output=True).returncode
+    return code, {name.split(".")[0] for name in json.loads(out.read_text())}
+
+
+def test_job_scripts_of_a_running_task_import_neither_polars_nor_the_estimators(tmp_path) -> None:
+    """Past its probes, a task's PRE (bind) and POST (postjob) scripts import numpy but neither polars nor
+    scipy nor scikit-learn: imports are most of a script's cost (about 0.1 of 0.15 s), paid once per job."""
+    task = make_task(tmp_path, n_units=200, probes=2, probe_fraction=0.05)
+    nodes = Nodes()
+    for n in (2, 1):  # the probes, then the first processing job
+        for node in nodes.bound(task, n):
+            fake_report(task, node, seconds_per_event=0.01)
+            assert run_postjob(task, node, 0, 0, 1).outcome == "ok"
+    nodes.count += 1
+    node = f"c1-{nodes.count}"
+    code, imported = _script_modules(tmp_path, "autosplit.pipeline.bind", str(task.root), node)
+    assert code == 0 and task.spec_path(node).is_file()
+    assert "numpy" in imported and not imported & {"polars", "scipy", "sklearn"}, sorted(imported)
+    fake_report(task, node, seconds_per_event=0.01)
+    code, imported = _script_modules(
+        tmp_path, "autosplit.pipeline.postjob", str(task.root), node, "0", "0", "1"
+    )
+    assert code == 0 and unit_states(task)["done"] > 0
+    assert "numpy" in imported and not imported & {"polars", "scipy", "sklearn"}, sorted(imported)

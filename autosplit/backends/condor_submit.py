@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from autosplit._condor import condor_module
+from autosplit.backends.condor_requests import requests_for
 from autosplit.dagbuilder.submit import HARD_LIMIT_REASON, hard_limit_expression
 
 SANDBOX_NAME = "sandbox.tar.gz"
@@ -266,43 +267,6 @@ def held_job_policy(memory_mb: int) -> dict[str, str]:
     }
 
 
-MODEL_REPORTS = 200  # the newest job reports the memory and output models learn from
-
-
-def model_requests(task: Any, events: int, floor_mb: int, q: float = 0.95) -> tuple[int, float]:
-    """``request_memory`` (MB) from the MemoryModel's upper ``q`` quantile for a job of ``events`` events,
-    never below the configured ``floor_mb``; the output model's upper quantile (bytes) for
-    ``request_disk``. Before enough reports exist: the floor, and no output."""
-    from autosplit.jobreport import JobReport
-
-    paths = sorted(task.root.glob("jobs/*/report.[0-9]*.json"), key=lambda p: p.stat().st_mtime)[
-        -MODEL_REPORTS:
-    ]
-    reports = []
-    for path in paths:
-        try:
-            reports.append(JobReport.from_json(path))
-        except Exception:  # noqa: BLE001 - an unreadable report teaches nothing
-            continue
-    memory_mb, output = int(floor_mb), 0.0
-    if len(reports) < 3:
-        return memory_mb, output
-    from autosplit.estimators import MemoryModel, OutputModel
-
-    try:
-        peak = float(MemoryModel().fit(reports).quantile(events, q))
-        if peak == peak and peak > 0:
-            memory_mb = max(memory_mb, int(peak * 1.1 / 2**20) + 1)
-    except Exception:  # noqa: BLE001 - too few usable reports (no RSS measured): keep the floor
-        pass
-    try:
-        out = float(OutputModel().fit(reports).quantile(events, q))
-        output = out if out == out and out > 0 else 0.0
-    except Exception:  # noqa: BLE001
-        pass
-    return memory_mb, output
-
-
 def write_condor_job(task: Any, node: str, spec: Any, *, stage: str, soft, hard, memory_mb: int) -> Path:
     """Write the job's spec (for the scratch directory) and its submit description; returns job.sub."""
     prepare_sandbox(task)
@@ -311,7 +275,7 @@ def write_condor_job(task: Any, node: str, spec: Any, *, stage: str, soft, hard,
     spec.write(task.spec_path(node))
     size = sum(os.path.getsize(p) for p in inputs) + sandbox_path(task).stat().st_size
     events = sum(int(u.get("events") or 0) for f in spec.files for u in f.units)
-    memory_mb, output_bytes = model_requests(task, events, memory_mb)
+    memory_mb, output_bytes = requests_for(task, events, memory_mb)
     disk_kb = int((size * 3 + output_bytes * 1.5) / 1024) + 200_000  # inputs, unpacked code, outputs: KiB
     submit = condor_job_submit(
         task,

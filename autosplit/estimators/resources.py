@@ -74,6 +74,13 @@ class _PerJobLinear(BaseEstimator):
         """Upper ``q``-quantile for jobs of ``events`` events (split-conformal)."""
         return self.predict(events) * finite_quantile(self.scores_, q)
 
+    def quantile_line(self, q: float = 0.95) -> tuple[float, float]:
+        """``(a, b)`` with ``quantile(events, q) == a + b * events``: the upper quantile as a line, to keep
+        (e.g. in a small file) and evaluate without the model."""
+        check_fitted(self, "slope_")
+        factor = finite_quantile(self.scores_, q)
+        return self.intercept_ * factor, self.slope_ * factor
+
     def max_events(self, limit: float, q: float = 0.95) -> float:
         """Largest events per job whose ``q``-quantile stays within ``limit`` (inf when it never exceeds)."""
         check_fitted(self, "slope_")

@@ -19,19 +19,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 
-from autosplit.datasets import Dataset
-from autosplit.datasets.dataset import FILE_SCHEMA, PARQUET_FORMAT
 from autosplit.jobreport import JobReport, JobReportError
 from autosplit.ledger import Ledger, UnitChanges
 from autosplit.pipeline import statestore
 from autosplit.pipeline.taskdir import TaskDir
 from autosplit.scheduler import Scheduler
+from autosplit.scheduler.core import DeferredDataset
 from autosplit.scheduler.restore import JobRecord, restore_scheduler
+
+if TYPE_CHECKING:  # polars and the dataset are imported where they are used; binding and accounting do not
+    import polars as pl
+
+    from autosplit.datasets import Dataset
 
 
 def scheduler_options(task: TaskDir) -> dict[str, Any]:
@@ -98,6 +101,8 @@ class Session:
 def estimate_info(scheduler: Scheduler) -> dict[str, Any]:
     """What ``status`` shows of the scheduler's cost model: seconds per event (with a 95 % interval) and the
     predicted CPU seconds of the units not yet done, per-job overhead, spreads, what was observed."""
+    import polars as pl
+
     model = scheduler.model_
     units = scheduler.dataset.units
     states = scheduler.unit_states()
@@ -161,31 +166,23 @@ def _load(task: TaskDir, ledger: Ledger) -> tuple[Scheduler, statestore.Loaded |
 
 
 # ---------------------------------------------------------------------- the dataset, loaded cheaply
-class _LazyDataset(Dataset):
-    """The task's dataset, read only when something uses it (a refit, a rebuild): binding and accounting
-    for a job need only the scheduler's own arrays."""
-
-    def __init__(self, task: TaskDir) -> None:  # noqa: D107 - no Dataset.__init__: nothing is read yet
-        object.__setattr__(self, "_lazy_task", task)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "_lazy_task":
-            raise AttributeError(name)
-        real = task_dataset(self._lazy_task)
-        self.__dict__.update(real.__dict__)
-        return getattr(self, name)
-
-
-def lazy_dataset(task: TaskDir) -> Dataset:
+def lazy_dataset(task: TaskDir) -> Dataset | DeferredDataset:
+    """The task's dataset if this process read it already, else one read when something uses it (a refit,
+    a rebuild): binding and accounting for a job need only the scheduler's own arrays."""
     if "dataset" in task.__dict__:
         return task.__dict__["dataset"]
-    return _LazyDataset(task)
+    return DeferredDataset(lambda: task_dataset(task))
 
 
 def task_dataset(task: TaskDir) -> Dataset:
     """The task's dataset (``dataset.parquet``), read fast: its files table is cached as parquet next to it
     (the parquet metadata holds it as JSON, slow to turn into a table of 100,000 files), and a dataset the
     task already validated is not validated again."""
+    import polars as pl
+
+    from autosplit.datasets import Dataset
+    from autosplit.datasets.dataset import PARQUET_FORMAT
+
     if "dataset" in task.__dict__:
         return task.__dict__["dataset"]
     cache = task.root / "dataset.files.parquet"
@@ -218,6 +215,10 @@ def task_dataset(task: TaskDir) -> Dataset:
 def _files_table(columns: dict[str, list]) -> pl.DataFrame:
     """The files table from its JSON columns, built column-wise (the list column ``locations`` through one
     flat column and a group-by: building it list by list costs seconds for 100,000 files)."""
+    import polars as pl
+
+    from autosplit.datasets.dataset import FILE_SCHEMA
+
     locations = columns.get("locations") or []
     n = len(columns["file_id"])
     lengths = np.fromiter((len(x or ()) for x in locations), dtype=np.int64, count=len(locations))
@@ -245,6 +246,8 @@ def _files_table(columns: dict[str, list]) -> pl.DataFrame:
 
 def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
     """A scheduler rebuilt from the ledger (see :mod:`autosplit.scheduler.restore`)."""
+    import polars as pl
+
     dataset = task_dataset(task)
     if ledger.version() == 0 and not ledger.jobs().height:
         return Scheduler(dataset, **scheduler_options(task))  # a new task: nothing to restore

@@ -35,15 +35,16 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from autosplit.dagbuilder import DagFile, DagNode, job_submit
-from autosplit.datasets import Dataset
-from autosplit.datasets.dataset import UNIT_SCHEMA
 from autosplit.pipeline.taskdir import PRE_SKIP_CODE, TaskDir
 from autosplit.worker import FileUnits, JobSpec
+
+if TYPE_CHECKING:  # the job scripts read the unit columns cached by the first one, not the dataset
+    from autosplit.datasets import Dataset
 
 # SCRIPT DEFER 4 <seconds>: re-run a postjob that waits for its stage-out, sooner on one machine.
 POSTJOB_DEFER_SECONDS = {"local": 5, "condor": 300}
@@ -167,6 +168,10 @@ class UnitColumns:
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> UnitColumns:
+        import polars as pl
+
+        from autosplit.datasets.dataset import UNIT_SCHEMA
+
         units = ds.units
         files = ds.files
         file_ids = files["file_id"].to_numpy().astype(np.int64)

@@ -49,7 +49,7 @@ _MUTABLE = {("_book", name) for name in ("state", "job", "returns", "crashes", "
     for name in ("seconds", "job")  # measured rows: rows of the jobs a call touched
 }
 _EXTERNAL_MIN = 4096  # arrays smaller than this stay in the header's pickle
-_BIG = {"dataset", "_jobs", "_reports", "_by_id"}
+_BIG = {"_dataset", "_jobs", "_reports", "_by_id"}
 
 
 def state_dir(header: Path) -> Path:

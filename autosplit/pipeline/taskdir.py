@@ -20,11 +20,14 @@ import shutil
 import sys
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from autosplit.datasets import Dataset
 from autosplit.errors import AutosplitError
 from autosplit.ledger import Ledger
 from autosplit.pipeline.config import TaskConfig, dump_config, read_resolved
+
+if TYPE_CHECKING:  # the dataset (polars) is loaded only by what reads it; the job scripts do not
+    from autosplit.datasets import Dataset
 
 PRE_SKIP_CODE = 99
 
@@ -163,6 +166,8 @@ class TaskDir:
 
     @cached_property
     def dataset(self) -> Dataset:
+        from autosplit.datasets import Dataset
+
         return Dataset.from_parquet(self.dataset_path)
 
     def ledger(self) -> Ledger:

@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Callable
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autosplit.datasets import Dataset
 from autosplit.jobreport import JobReport
 from autosplit.scheduler.accounting import AccountingMixin
 from autosplit.scheduler.binding import BindingMixin
@@ -62,7 +62,22 @@ from autosplit.scheduler.probing import ProbeRound, ProbingMixin
 from autosplit.scheduler.requests import JobRequest
 from autosplit.splitting.order import planning_order
 
+if TYPE_CHECKING:  # polars comes with the dataset; a restored scheduler reads it only when it needs it
+    from autosplit.datasets import Dataset
+
 STATE_FORMAT = "autosplit-scheduler/1"
+
+
+class DeferredDataset:
+    """A dataset read on first use. A restored scheduler holds one: binding and accounting for a job need
+    only the scheduler's own arrays, so a job's PRE/POST script neither reads the dataset nor imports polars.
+
+    ``load`` is called once, with no arguments, and returns the :class:`~autosplit.datasets.Dataset`."""
+
+    __slots__ = ("load",)
+
+    def __init__(self, load: Callable[[], Dataset]) -> None:
+        self.load = load
 
 
 def _in_progress_seconds(report: JobReport) -> float:
@@ -198,6 +213,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         run_factors: bool = True,
         seed: int = 0,
     ) -> None:
+        from autosplit.datasets import Dataset
+
         if not isinstance(dataset, Dataset):
             raise SchedulerError(f"expected a Dataset, got {type(dataset).__name__}")
         self.dataset = dataset
@@ -431,6 +448,17 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             return
 
     @property
+    def dataset(self) -> Dataset:
+        """The units being scheduled (``JobRequest.rows`` index its units), read now if it was deferred."""
+        if isinstance(self._dataset, DeferredDataset):
+            self._dataset = self._dataset.load()
+        return self._dataset
+
+    @dataset.setter
+    def dataset(self, value: Dataset | DeferredDataset) -> None:
+        self._dataset = value
+
+    @property
     def finished(self) -> bool:
         """True once every unit is done or quarantined and no job runs."""
         self._check_done()
@@ -595,7 +623,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         The cost model is kept as its own pickle and loaded only when used: a process that just binds work
         needs the per-unit predictions, not the model (nor scikit-learn)."""
         state = dict(self.__dict__)
-        state.pop("dataset")
+        state.pop("_dataset")
         if state["_model"] is not None:
             state["_model_blob"] = pickle.dumps(state["_model"], protocol=pickle.HIGHEST_PROTOCOL)
             state["_model"] = None

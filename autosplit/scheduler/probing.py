@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from autosplit.estimators import choose_probes
-from autosplit.estimators.probes import probe_budget, probe_round_seed
 from autosplit.scheduler.book import DONE, PENDING
 from autosplit.scheduler.jobs import SchedJob
 from autosplit.scheduler.requests import JobRequest
@@ -64,6 +62,9 @@ def draw_round(
     The event budget is ``probe_fraction`` of the pending events, but never so small that some probe gets
     no unit. Each round has its own seed (:func:`~autosplit.estimators.probes.probe_round_seed`, offset by ``seed``).
     """
+    # Imported here: the estimators come with polars, which a job script accounting for a job does not need.
+    from autosplit.estimators.probes import choose_probes, probe_budget, probe_round_seed
+
     units = dataset.units[pending]
     n_probes = int(max(1, min(n_probes, units.height)))
     budget = probe_budget(units["events"].to_numpy(), n_probes, probe_fraction)

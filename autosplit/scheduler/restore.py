@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autosplit.datasets import Dataset
 from autosplit.jobreport import JobReport
 from autosplit.scheduler.book import PENDING, QUARANTINED
 from autosplit.scheduler.core import Scheduler
 from autosplit.scheduler.jobs import SchedJob, SchedulerError
+
+if TYPE_CHECKING:
+    from autosplit.datasets import Dataset
 from autosplit.scheduler.probing import ProbeRound
 
 

@@ -8,18 +8,35 @@ This package is pure: no I/O, no DAGs, no ledger, so other workload managers can
 * :class:`JobPlan` — the result; :class:`CostModel` — what a model must provide; :class:`ConstantRateModel`.
 """
 
-from autosplit.splitting.automatic import plan, regroup
-from autosplit.splitting.classic import ALGORITHMS, split
-from autosplit.splitting.jobplan import PLAN_FORMAT, JobPlan
-from autosplit.splitting.model import ConstantRateModel, CostModel
+from __future__ import annotations
 
-__all__ = [
-    "ALGORITHMS",
-    "PLAN_FORMAT",
-    "ConstantRateModel",
-    "CostModel",
-    "JobPlan",
-    "plan",
-    "regroup",
-    "split",
-]
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): the scheduler's numpy-only modules (limits, order, packing) are imported
+# by every job script, which should not pay for polars through this package's ``__init__``.
+_LAZY = {
+    "ALGORITHMS": "autosplit.splitting.classic",
+    "split": "autosplit.splitting.classic",
+    "plan": "autosplit.splitting.automatic",
+    "regroup": "autosplit.splitting.automatic",
+    "PLAN_FORMAT": "autosplit.splitting.jobplan",
+    "JobPlan": "autosplit.splitting.jobplan",
+    "ConstantRateModel": "autosplit.splitting.model",
+    "CostModel": "autosplit.splitting.model",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -7,10 +7,12 @@ never mixes files stored at different location sets (WMCore makes one job group 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from autosplit.datasets import Dataset
+if TYPE_CHECKING:
+    from autosplit.datasets import Dataset
 
 
 @dataclass(frozen=True)
