@@ -14,9 +14,7 @@ Names are imported on first use (PEP 562), so the job wrapper and DAG scripts st
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from autosplit._lazy import lazy_getattr
 from autosplit._version import __version__ as __version__
 from autosplit.errors import AutosplitError as AutosplitError
 from autosplit.errors import DatasetError as DatasetError
@@ -55,13 +53,7 @@ _LAZY = {
 __all__ = sorted(["AutosplitError", "DatasetError", "LumiMaskError", "SplittingError", "__version__", *_LAZY])
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autosplit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

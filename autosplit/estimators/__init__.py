@@ -17,8 +17,7 @@ and ``get_params``, ``set_params``, ``sklearn.base.clone`` and ``repr`` work. Im
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from autosplit._lazy import lazy_getattr
 
 # Names are imported on first use (PEP 562): the probe helpers and the error class do not pull in
 # scikit-learn, so DAG scripts that only bind work stay quick to start.
@@ -41,13 +40,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autosplit.estimators' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

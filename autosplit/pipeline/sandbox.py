@@ -41,6 +41,7 @@ DEFAULT_EXCLUDES = (
 JOB_MODULES = (
     "__init__.py",
     "_version.py",
+    "_lazy.py",
     "errors.py",
     "_io.py",
     "_checksums.py",

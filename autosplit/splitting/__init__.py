@@ -10,8 +10,7 @@ This package is pure: no I/O, no DAGs, no ledger, so other workload managers can
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from autosplit._lazy import lazy_getattr
 
 # Imported on first use (PEP 562): the scheduler's numpy-only modules (limits, order, packing) are imported
 # by every job script, which should not pay for polars through this package's ``__init__``.
@@ -29,13 +28,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:
