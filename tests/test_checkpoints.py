@@ -72,7 +72,10 @@ def test_checkpoint_refuses_a_half_done_lumi(tmp_path) -> None:
         job.checkpoint()
 
 
-def test_a_lost_job_keeps_the_units_of_its_last_checkpoint_once(tmp_path) -> None:
+@pytest.mark.parametrize("written_by_attempt", [0, 1])
+def test_a_lost_job_keeps_the_units_of_its_last_checkpoint_once(tmp_path, written_by_attempt) -> None:
+    """Attempt 0 was lost after a checkpoint of two units: they are kept, their output committed once. A
+    checkpoint another attempt left in the job's directory (a condor upload) credits nothing."""
     task = make_task(tmp_path, probe_fraction=0.2)
     node = "c1-1"
     assert bind(str(task.root), node)[0] == 0
@@ -84,23 +87,26 @@ def test_a_lost_job_keeps_the_units_of_its_last_checkpoint_once(tmp_path) -> Non
     out.mkdir(parents=True, exist_ok=True)
     part = out / "part0.txt"
     part.write_text("two lumis")
-    fake_report(task, node, done=2)
+    fake_report(task, node, done=2, attempt=written_by_attempt)
     data = json.loads(task.report_path(node).read_text())
     data["meta"] = {"checkpoint": True}
     data["outputs"] = [{"name": str(part), "bytes": part.stat().st_size}]
     checkpoint_path(task.report_path(node)).write_text(json.dumps(data))
     task.report_path(node).unlink()
     result = run_postjob(task, node, -1001, 0, 2)
-    assert result.outcome == "lost" and "2 unit(s) kept from its last checkpoint" in result.message
+    kept = 2 if written_by_attempt == 0 else 0
+    assert result.outcome == "lost" and ("2 unit(s) kept from its last checkpoint" in result.message) == bool(
+        kept
+    )
     with task.ledger() as ledger:
         units = ledger.units()
         done = units.filter(units["state"] == "done")
-        assert sorted(zip(done["run"].to_list(), done["lumi"].to_list(), strict=True)) == sorted(pairs[:2])
-        assert ledger.attempts()["units_done"].to_list() == [2]
+        assert sorted(zip(done["run"].to_list(), done["lumi"].to_list(), strict=True)) == sorted(pairs[:kept])
+        assert ledger.attempts()["units_done"].to_list() == [kept]
     committed = list(task.destination.rglob("part0.txt"))
-    assert len(committed) == 1, "the checkpoint's output is committed once"
+    assert len(committed) == (1 if kept else 0), "the checkpoint's output is committed once"
     again = run_postjob(task, node, -1001, 0, 2)
-    assert again.outcome == "lost" and len(list(task.destination.rglob("part0.txt"))) == 1
+    assert again.outcome == "lost" and len(list(task.destination.rglob("part0.txt"))) == len(committed)
 
 
 def test_the_task_setting_reaches_the_scheduler_and_the_job_spec(tmp_path) -> None:

@@ -705,3 +705,104 @@ def test_postjob_names_the_hold_reason_of_a_removed_job(tmp_path) -> None:
     result = run_postjob(task, "c1-1", -1002, 0, 2)
     assert result.outcome == "lost"
     assert "held: Transfer input files failure" in result.message and "(hold code 13)" in result.message
+
+
+class FakeChirp:
+    """Chirp's file calls onto a directory standing for the job's initialdir on the access point."""
+
+    def __init__(self, access_point: Path) -> None:
+        self.root = access_point
+        self.calls: list[tuple[str, str]] = []
+
+    def put(self, local: Path, remote: str) -> bool:
+        self.calls.append(("put", remote))
+        (self.root / remote).write_bytes(Path(local).read_bytes())
+        return True
+
+    def rename(self, old: str, new: str) -> bool:
+        self.calls.append(("rename", new))
+        os.replace(self.root / old, self.root / new)
+        return True
+
+    def mkdir(self, remote: str) -> bool:
+        self.calls.append(("mkdir", remote))
+        (self.root / remote).mkdir(exist_ok=True)
+        return True
+
+    def remove(self, remote: str) -> bool:
+        self.calls.append(("remove", remote))
+        (self.root / remote).unlink(missing_ok=True)
+        return True
+
+
+def test_checkpoints_reach_the_access_point_outputs_first_each_once(tmp_path) -> None:
+    """A condor job's checkpoint is uploaded with the closed outputs it lists (names relative to out/),
+    outputs before the report, the report renamed into place; an unchanged checkpoint and an output sent
+    already are not sent again; an earlier attempt's checkpoint is removed at the start."""
+    from autosplit.backends.condor_job import CheckpointUpload
+    from autosplit.jobreport import JobReport
+    from autosplit.worker import FileUnits, Job, JobSpec, checkpoint_path
+
+    scratch, access_point = tmp_path / "scratch", tmp_path / "ap"
+    (scratch / "out").mkdir(parents=True)
+    (access_point / "out").mkdir(parents=True)
+    (access_point / CheckpointUpload.REMOTE).write_text("an earlier attempt's")
+    report = scratch / "report.json"
+    assert checkpoint_path(report).name == CheckpointUpload.REMOTE  # the name the postjob reads
+    spec = JobSpec(
+        task="t",
+        job_id="c1-1",
+        attempt=2,
+        output_dir=str(scratch / "out"),
+        files=[
+            FileUnits(lfn="/store/a.root", units=[{"run": 1, "lumi": k, "events": 10} for k in range(1, 5)])
+        ],
+    )
+    job = Job(spec, report, handle_sigterm=False)
+    chirp = FakeChirp(access_point)
+    upload = CheckpointUpload(chirp, report, scratch / "out")
+    assert not (access_point / CheckpointUpload.REMOTE).exists() and not upload.sync()
+
+    units = job.iter_units()
+    next(units)  # lumi 1 in progress
+    for part, lumis in enumerate(((1, 2), (3,))):
+        for _ in lumis:  # the next lumi in progress: these are done
+            next(units)
+        path = job.output_path(f"sub/part{part}.txt")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(" ".join(map(str, lumis)))
+        job.add_output(path)
+        job.checkpoint()
+        assert upload.sync() and not upload.sync()
+        sent = JobReport.from_json(access_point / CheckpointUpload.REMOTE)
+        assert [u["lumi"] for u in sent.units] == list(range(1, lumis[-1] + 1)) and sent.attempt == 2
+        assert [o.name for o in sent.outputs] == [f"sub/part{k}.txt" for k in range(part + 1)]
+        for k in range(part + 1):
+            assert (access_point / "out" / "sub" / f"part{k}.txt").read_text() == (
+                scratch / "out" / "sub" / f"part{k}.txt"
+            ).read_text()
+    puts = [remote for call, remote in chirp.calls if call == "put"]
+    assert puts == [
+        "out/sub/part0.txt",
+        f".{CheckpointUpload.REMOTE}.tmp",
+        "out/sub/part1.txt",
+        f".{CheckpointUpload.REMOTE}.tmp",
+    ]
+    assert chirp.calls[-1] == ("rename", CheckpointUpload.REMOTE)
+
+
+def test_a_checkpoint_naming_a_file_outside_out_is_not_uploaded(tmp_path) -> None:
+    from autosplit.backends.condor_job import CheckpointUpload
+
+    scratch, access_point = tmp_path / "scratch", tmp_path / "ap"
+    (scratch / "out").mkdir(parents=True)
+    access_point.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not an output")
+    report = scratch / "report.json"
+    document = {"outputs": [{"name": str(secret), "bytes": 13}], "units": [{"run": 1, "lumi": 1}]}
+    (scratch / CheckpointUpload.REMOTE).write_text(json.dumps(document))
+    chirp = FakeChirp(access_point)
+    upload = CheckpointUpload(chirp, report, scratch / "out")
+    assert not upload.sync()
+    assert [call for call, _ in chirp.calls] == ["remove"] and not list(access_point.iterdir())

@@ -129,6 +129,21 @@ def dag_gone(task_dir: Path) -> bool:
     return not dag_is_active(cluster)
 
 
+def wait_for_end(task_dir: Path, cwd: Path, timeout: float, what: str) -> dict:
+    """The task's final status once it ended (completed, with quarantine, or failed) and its DAG left the
+    queue; fails with diagnostics after ``timeout`` seconds."""
+
+    def ended():
+        st = status(task_dir, cwd)
+        return (
+            st
+            if st["state"] in ("completed", "completed-with-quarantine", "failed") and dag_gone(task_dir)
+            else None
+        )
+
+    return wait_for(ended, timeout, what, interval=3.0, on_timeout=lambda: diagnostics(task_dir))
+
+
 def diagnostics(task_dir: Path) -> str:
     parts = []
     for path in sorted((task_dir / "dag").glob("*.dagman.out"))[:2]:
@@ -225,19 +240,7 @@ def test_pool_example_end_to_end_on_two_sites_without_shared_filesystem(pool, wo
     )
     assert seen, "the task ended before status showed a running job's progress"
     assert seen["job"]["site"] in SITES
-    final = wait_for(
-        lambda: (
-            lambda st: (
-                st
-                if st["state"] in ("completed", "completed-with-quarantine", "failed") and dag_gone(task_dir)
-                else None
-            )
-        )(status(task_dir, workdir)),
-        1800,
-        "the condor task to end",
-        interval=3.0,
-        on_timeout=lambda: diagnostics(task_dir),
-    )
+    final = wait_for_end(task_dir, workdir, 1800, "the condor task to end")
     assert final["units"]["done"] == final["units"]["total"] == 240, diagnostics(task_dir)
     assert final["state"] == "completed"
     out, err = local.communicate(timeout=1800)
@@ -332,11 +335,20 @@ def run(job):
 """
 
 
-def slow_task(root: Path, name: str, job_python: str, *, target: str = "20s") -> tuple[Path, Path]:
-    """A task of 60 lumis in 6 files at two sites (and one file also at the blacklisted site)."""
+def slow_task(
+    root: Path,
+    name: str,
+    job_python: str,
+    *,
+    target: str = "20s",
+    payload: str = SLOW_PAYLOAD,
+    limits: str = "",
+) -> tuple[Path, Path]:
+    """A task of 60 lumis in 6 files at two sites (and one file also at the blacklisted site); ``limits``:
+    extra lines of its ``[limits]`` table."""
     code = root / f"{name}-code"
     code.mkdir()
-    (code / "slow.py").write_text(SLOW_PAYLOAD)
+    (code / "slow.py").write_text(payload)
     records = []
     for i in range(6):
         where = [SITES[i % 2]] + ([BLACKLISTED] if i == 5 else [])
@@ -373,6 +385,7 @@ def slow_task(root: Path, name: str, job_python: str, *, target: str = "20s") ->
             [limits]
             retries = 1
             grace_seconds = "5s"
+            {limits}
             [backend]
             kind = "condor"
             job_python = "{job_python}"
@@ -475,19 +488,7 @@ def test_pool_kill_jobs_kill_and_resubmit(pool, workdir, job_python) -> None:
     assert again["removed_cluster"] is None
 
     cli("resubmit", str(task_dir), cwd=workdir)
-    final = wait_for(
-        lambda: (
-            lambda s: (
-                s
-                if s["state"] in ("completed", "completed-with-quarantine", "failed") and dag_gone(task_dir)
-                else None
-            )
-        )(status(task_dir, workdir)),
-        600,
-        "the resubmitted task to end",
-        interval=3.0,
-        on_timeout=lambda: diagnostics(task_dir),
-    )
+    final = wait_for_end(task_dir, workdir, 600, "the resubmitted task to end")
     assert final["units"]["done"] == final["units"]["total"] == 60, diagnostics(task_dir)
     assert assert_jobs_ran_where_their_data_is(task_dir) >= 60
     assert_scratch_only(task_dir, pool["execute"])
@@ -532,19 +533,7 @@ def test_pool_resume_from_the_rescue_dag(pool, workdir, job_python) -> None:
     cli("submit", str(toml), cwd=workdir)
     with task.ledger() as ledger:
         assert ledger.get_meta("condor_resumed") and ledger.get_meta("condor_cluster") != first
-    final = wait_for(
-        lambda: (
-            lambda s: (
-                s
-                if s["state"] in ("completed", "completed-with-quarantine", "failed") and dag_gone(task_dir)
-                else None
-            )
-        )(status(task_dir, workdir)),
-        600,
-        "the resumed task to end",
-        interval=3.0,
-        on_timeout=lambda: diagnostics(task_dir),
-    )
+    final = wait_for_end(task_dir, workdir, 600, "the resumed task to end")
     assert final["units"]["done"] == final["units"]["total"] == 60, diagnostics(task_dir)
     dagman_out = (task_dir / "dag" / "task.dag.dagman.out").read_text(errors="replace")
     assert "rescue" in dagman_out.lower()
@@ -554,3 +543,88 @@ def test_pool_resume_from_the_rescue_dag(pool, workdir, job_python) -> None:
     rerun = attempts.filter(attempts["node"].is_in(list(done_nodes))).group_by("node").len()
     assert rerun["len"].max() == 1, "a node done before the removal ran again"
     assert not any("not assigned" in (m or "") for m in attempts["message"].to_list())
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+CHECKPOINT_PAYLOAD = """
+import os
+import time
+
+MARKER = {marker!r}
+
+
+def _first_time():
+    try:
+        os.close(os.open(MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+def run(job):
+    state = {{"part": 0, "lumis": []}}
+
+    def close_part():
+        path = job.output_path(f"part{{state['part']}}.txt")
+        path.write_text(" ".join(state["lumis"]))
+        job.add_output(path)
+        state["part"] += 1
+        state["lumis"] = []
+
+    job.on_checkpoint(close_part)
+    for n, unit in enumerate(job.iter_units()):
+        if job.spec.stage == "processing" and n == 8 and _first_time():
+            time.sleep(900)  # stuck in this lumi: the wrapper kills the job at its hard limit
+        time.sleep(0.4)
+        state["lumis"].append(str(unit.lumi))
+    if state["lumis"]:
+        close_part()
+"""
+
+
+def test_pool_job_killed_at_its_hard_limit_keeps_its_uploaded_checkpoint(pool, workdir, job_python) -> None:
+    """A processing job checkpoints every 2 s; the first one to reach its 9th lumi hangs there and the
+    wrapper kills it at its hard limit. Its checkpoint report never comes back with the job's output
+    transfer, but chirp uploaded it: the postjob credits exactly its lumis, their outputs committed once.
+    The stuck lumi is quarantined (it ran longer than the longest allowed job); every other lumi is done,
+    in exactly one committed output."""
+    marker = workdir / "checkpoint-hang-once"
+    payload = CHECKPOINT_PAYLOAD.format(marker=str(marker))
+    toml, task_dir = slow_task(
+        workdir,
+        "slow-checkpoint",
+        job_python,
+        target="30s",
+        payload=payload,
+        limits='checkpoint_interval = "2s"',
+    )
+    cli("submit", str(toml), cwd=workdir)
+    final = wait_for_end(task_dir, workdir, 900, "the task to end")
+    assert marker.exists(), "no processing job reached its 9th lumi"
+    # The stuck lumi ran longer than the longest allowed job (3 x the target): quarantined with the reason.
+    assert final["units"]["done"] == 59 and final["units"]["quarantined"] == 1, diagnostics(task_dir)
+
+    from autosplit.jobreport import JobReport
+    from autosplit.pipeline.taskdir import TaskDir
+
+    task = TaskDir(task_dir)
+    with task.ledger() as ledger:
+        attempts = ledger.attempts()
+    killed = attempts.filter(attempts["hard_killed"] == 1)
+    assert killed.height == 1, attempts.select("node", "attempt", "outcome", "hard_killed", "units_done")
+    node, attempt, credited = killed.row(0, named=True)["node"], killed["attempt"][0], killed["units_done"][0]
+    checkpoint = JobReport.from_json(task.job_dir(node) / f"report.{attempt}.checkpoint.json")
+    lumis = sorted(u["lumi"] for u in checkpoint.units)
+    assert 2 <= len(lumis) <= 8 and credited == len(lumis), (lumis, credited)
+    outputs = [task.destination / node / o.name for o in checkpoint.outputs]
+    committed = sorted(int(x) for path in outputs for x in path.read_text().split())
+    assert committed == lumis, "the committed checkpoint outputs hold exactly the credited lumis"
+    stuck = JobReport.from_json(task.job_dir(node) / f"report.{attempt}.json").in_progress["lumi"]
+    with task.ledger() as ledger:
+        assert ledger.units("quarantined")["lumi"].to_list() == [stuck]
+    everything = sorted(
+        int(x) for path in task.destination.rglob("part*.txt") for x in path.read_text().split()
+    )
+    assert everything == sorted(set(range(1, 61)) - {stuck}), (
+        "every done lumi in exactly one committed output"
+    )

@@ -18,6 +18,9 @@ holding this module, autosplit's job-side modules and the pure-Python chirp clie
   ``AutosplitStopRequested``: once true (``autosplit kill --jobs`` sets it through the schedd) the wrapper
   gets SIGTERM, so the payload stops at the next unit boundary and the job ends normally, its report and
   outputs transferred back;
+* sends each new checkpoint of the payload (``report.json.checkpoint`` and the closed outputs it lists) to
+  the job's directory on the access point with chirp, so that a job killed at its hard limit, removed, or
+  lost with its node still credits the units of its last checkpoint (:class:`CheckpointUpload`);
 * makes sure ``report.json`` and ``out/`` exist at the end (HTCondor holds a job whose listed output is
   missing), writing a minimal report naming every unit unfinished if the wrapper could not run at all.
 
@@ -132,28 +135,38 @@ class Chirp:
                 self.error = str(exc)
         return self.client
 
-    def set(self, attr: str, expr: str) -> bool:
+    def _call(self, method: str, *args) -> tuple[bool, object]:
+        """``(succeeded, result)`` of one chirp request; a failure drops the connection (the next request
+        reconnects) and keeps the error."""
         client = self._connect()
         if client is None:
-            return False
+            return False, None
         try:
-            client.set_job_attr(attr, expr)
-            return True
-        except Exception as exc:  # noqa: BLE001
+            return True, getattr(client, method)(*args)
+        except Exception as exc:  # noqa: BLE001 - chirp trouble never fails the job
             self.error = str(exc)
             self.close()
-            return False
+            return False, None
+
+    def set(self, attr: str, expr: str) -> bool:
+        return self._call("set_job_attr", attr, expr)[0]
 
     def get(self, attr: str) -> str | None:
-        client = self._connect()
-        if client is None:
-            return None
-        try:
-            return client.get_job_attr(attr)
-        except Exception as exc:  # noqa: BLE001
-            self.error = str(exc)
-            self.close()
-            return None
+        ok, value = self._call("get_job_attr", attr)
+        return value if ok else None
+
+    def put(self, local: Path, remote: str) -> bool:
+        """Copy ``local`` to ``remote`` (relative to the job's ``initialdir`` on the access point), owner-only."""
+        return self._call("put", str(local), remote, "wct", 0o600)[0]
+
+    def rename(self, old: str, new: str) -> bool:
+        return self._call("rename", old, new)[0]
+
+    def mkdir(self, remote: str) -> bool:
+        return self._call("mkdir", remote, 0o700)[0]
+
+    def remove(self, remote: str) -> bool:
+        return self._call("remove", remote)[0]
 
     def close(self) -> None:
         if self.client is not None:
@@ -192,6 +205,73 @@ def relative_outputs(report: Path, out_dir: Path) -> None:
         tmp = report.with_name(report.name + ".tmp")
         tmp.write_text(json.dumps(document))
         os.replace(tmp, report)
+
+
+class CheckpointUpload:
+    """Sends each new checkpoint of the job to its directory on the access point, through chirp.
+
+    The payload's checkpoint (``report.json.checkpoint``, see :func:`autosplit.worker.checkpoint_path`)
+    stays in the scratch directory, which a job removed at its hard limit, or lost with its node, never
+    transfers back. Uploaded, it lets the postjob credit the units of the last checkpoint and commit their
+    outputs. The closed outputs it lists go first (each once), then the report, under a temporary name
+    renamed into place: the postjob never sees a checkpoint whose outputs are missing. Without chirp on
+    the slot nothing is sent, and a lost job loses its units as before.
+    """
+
+    REMOTE = "report.json.checkpoint"  # where the postjob looks, relative to the job's initialdir
+
+    def __init__(self, chirp: Chirp, report: Path, out_dir: Path) -> None:
+        self.chirp = chirp
+        self.local = report.with_name(report.name + ".checkpoint")
+        self.out_dir = out_dir
+        self.sent: dict[str, tuple[int, int]] = {}  # output name -> (size, mtime_ns) sent
+        self.uploaded: int | None = None  # mtime_ns of the checkpoint last uploaded
+        self.uploads = 0
+        chirp.remove(self.REMOTE)  # an earlier attempt's (the postjob also checks the attempt number)
+
+    def sync(self) -> bool:
+        """Upload the checkpoint if it changed since the last upload; returns whether one was uploaded."""
+        try:
+            stamp = self.local.stat().st_mtime_ns
+        except OSError:
+            return False
+        if stamp == self.uploaded:
+            return False
+        staged = self.local.with_name(self.local.name + ".upload")
+        try:
+            staged.write_bytes(self.local.read_bytes())
+            relative_outputs(staged, self.out_dir)
+            outputs = json.loads(staged.read_text()).get("outputs") or []
+        except (OSError, ValueError, AttributeError):
+            return False  # being replaced right now: the next round sends it
+        for output in outputs:
+            name = output.get("name") if isinstance(output, dict) else None
+            if not isinstance(name, str) or not self._send_output(name):
+                return False
+        temporary = f".{self.REMOTE}.tmp"
+        if not (self.chirp.put(staged, temporary) and self.chirp.rename(temporary, self.REMOTE)):
+            return False
+        self.uploaded = stamp
+        self.uploads += 1
+        return True
+
+    def _send_output(self, name: str) -> bool:
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            return False  # outside out/: the postjob would refuse this checkpoint anyway
+        path = self.out_dir / name
+        try:
+            info = path.stat()
+        except OSError:
+            return False
+        if self.sent.get(name) == (info.st_size, info.st_mtime_ns):
+            return True
+        for depth in range(1, len(parts)):  # mkdir of an existing directory fails harmlessly
+            self.chirp.mkdir("/".join(("out", *parts[:depth])))
+        if not self.chirp.put(path, f"out/{name}"):
+            return False
+        self.sent[name] = (info.st_size, info.st_mtime_ns)
+        return True
 
 
 def _truthy(value: str | None) -> bool:
@@ -279,6 +359,7 @@ def boot(args: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     chirp = Chirp()
     chirp.set("AutosplitSite", json.dumps(site or ""))
+    checkpoints = CheckpointUpload(chirp, report, here / "out")
     stop_sent = False
     last = (-1, -1)
     while True:
@@ -287,6 +368,7 @@ def boot(args: list[str]) -> int:
             break
         except subprocess.TimeoutExpired:
             pass
+        checkpoints.sync()
         units, events = progress(report)
         if (units, events) != last:
             last = (units, events)
@@ -300,6 +382,7 @@ def boot(args: list[str]) -> int:
                 file=sys.stderr,
             )
             forward(signal.SIGTERM, None)
+    checkpoints.sync()  # one written since the last round (a job killed at its hard limit ends here)
     if not report.exists():
         _fallback_report(spec, report, f"the wrapper exited with {code} and left no report")
     else:

@@ -172,6 +172,9 @@ def _read_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tu
     except JobReportError as exc:
         _log(task, f"{node} attempt {attempt}: checkpoint ignored: {exc}")
         return None
+    if report.attempt != attempt:  # an earlier attempt's, left on the access point (condor uploads)
+        _log(task, f"{node} attempt {attempt}: checkpoint of attempt {report.attempt} ignored")
+        return None
     return report if report.meta.get("checkpoint") and report.units and report.exit_code == 0 else None
 
 
