@@ -595,8 +595,10 @@ class Ledger:
 
     def newest_reports(self, limit: int) -> tuple[int, list[str]]:
         """``(n, paths)``: how many attempts left a usable report, and the archived reports of the newest
-        ``limit`` of them (newest first). Served by the ``time`` index; no walk of ``jobs/``."""
-        (n,) = self._db.execute("SELECT COUNT(*) FROM attempts WHERE usable_report = 1").fetchone()
+        ``limit`` of them (newest first): two queries over the attempts table, no walk of ``jobs/``."""
+        (n,) = self._db.execute(
+            "SELECT COUNT(*) FROM attempts WHERE usable_report = 1 AND report_path IS NOT NULL"
+        ).fetchone()
         paths = [
             r[0]
             for r in self._db.execute(

@@ -647,6 +647,8 @@ def test_requests_follow_the_memory_and_output_models_fitted_outside_the_bind(tm
     task = make_task(tmp_path, extra=CONDOR)
     assert requests_for(task, 1000, 2000) == (2000, 0.0)  # no reports yet: the floor
     assert not refresh_requests(task)
+    (task.root / "requests.json").write_text('{"reports": "many", "memory": [1, "x"], "output": null}')
+    assert requests_for(task, 1000, 2000) == (2000, 0.0)  # a cache that makes no sense: the floor
 
     def leave_reports(first: int, n: int, mb_per_event: float) -> None:
         with task.ledger() as ledger:
@@ -773,6 +775,7 @@ def test_checkpoints_reach_the_access_point_outputs_first_each_once(tmp_path) ->
         path.write_text(" ".join(map(str, lumis)))
         job.add_output(path)
         job.checkpoint()
+        assert not upload.sync(deadline=0.0), "past its deadline an upload waits for the next round"
         assert upload.sync() and not upload.sync()
         sent = JobReport.from_json(access_point / CheckpointUpload.REMOTE)
         assert [u["lumi"] for u in sent.units] == list(range(1, lumis[-1] + 1)) and sent.attempt == 2

@@ -171,3 +171,34 @@ def test_status_polls_read_only_what_changed(tmp_path, monkeypatch) -> None:
     assert opened, "the ledger changed: read again"
     assert after["stages"]["probe"]["states"] == {"done": 1}
     status_mod.forget(task)
+
+
+def test_file_sites_from_the_unit_cache_are_the_datasets_locations(tmp_path) -> None:
+    """A condor bind takes each file's sites from the task's unit-column cache, not the dataset: the same
+    lists, one per file holding the job's units (lumis spanning two files included), in LFN order."""
+    records = [
+        {
+            "lfn": f"/store/s/f{i}.root",
+            "events": 100,
+            "size": 1000,
+            "locations": [["T2_A"], ["T2_B", "T2_C"], []][i % 3],
+            "lumis": {"1": [i * 5 + k for k in range(1, 7)]},  # the last lumi also opens the next file
+        }
+        for i in range(7)
+    ]
+    listing = tmp_path / "listing.json"
+    listing.write_text(json.dumps({"datasets": {"/S/x/RAW": records}}))
+    ds = asp.Dataset.from_dbs_json(listing, dataset="/S/x/RAW")
+    assert ds.n_units == 36
+    UnitColumns.from_dataset(ds).save(tmp_path / "units.d")
+    cache = UnitColumns.load(tmp_path / "units.d")
+    where = dict(zip(ds.files["lfn"].to_list(), ds.files["locations"].to_list(), strict=True))
+    for ids in (np.arange(36), np.array([5, 6, 30]), np.array([0]), np.arange(36)[::7]):
+        specs = cache.spec_files(ids)
+        lfns = sorted({f.lfn for f in specs} | {n for f in specs for u in f.units for n in u["files"]})
+        assert cache.file_sites(ids) == [where[lfn] for lfn in lfns]
+    old = tmp_path / "old.d"  # a cache written before sites were kept: the caller reads the dataset
+    UnitColumns.from_dataset(ds).save(old)
+    for name in ("sites_offsets.npy", "sites_values.npy"):
+        (old / name).unlink()
+    assert UnitColumns.load(old).file_sites(np.arange(3)) is None

@@ -19,8 +19,8 @@ holding this module, autosplit's job-side modules and the pure-Python chirp clie
   gets SIGTERM, so the payload stops at the next unit boundary and the job ends normally, its report and
   outputs transferred back;
 * sends each new checkpoint of the payload (``report.json.checkpoint`` and the closed outputs it lists) to
-  the job's directory on the access point with chirp, so that a job killed at its hard limit, removed, or
-  lost with its node still credits the units of its last checkpoint (:class:`CheckpointUpload`);
+  the job's directory on the access point with chirp, so that a job killed at its hard limit or removed
+  still credits the units of its last checkpoint (:class:`CheckpointUpload`; not under ASO stage-out);
 * makes sure ``report.json`` and ``out/`` exist at the end (HTCondor holds a job whose listed output is
   missing), writing a minimal report naming every unit unfinished if the wrapper could not run at all.
 
@@ -30,6 +30,7 @@ holding this module, autosplit's job-side modules and the pure-Python chirp clie
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -42,6 +43,7 @@ REPORT_FORMAT = "autosplit-jobreport/1"
 EXIT_WRAPPER_ERROR = 83
 PROGRESS_ATTRS = ("AutosplitUnitsDone", "AutosplitEventsDone", "AutosplitProgressTime")
 STOP_ATTR = "AutosplitStopRequested"
+FINAL_UPLOAD_SECONDS = 30.0  # the last checkpoint upload, after the wrapper ended
 
 
 def machine_attribute(name: str, path: str | None = None) -> str | None:
@@ -145,7 +147,8 @@ class Chirp:
             return True, getattr(client, method)(*args)
         except Exception as exc:  # noqa: BLE001 - chirp trouble never fails the job
             self.error = str(exc)
-            self.close()
+            if not isinstance(exc, self._module.HTChirp.ChirpError):  # a refusal leaves the connection fine
+                self.close()
             return False, None
 
     def set(self, attr: str, expr: str) -> bool:
@@ -211,11 +214,12 @@ class CheckpointUpload:
     """Sends each new checkpoint of the job to its directory on the access point, through chirp.
 
     The payload's checkpoint (``report.json.checkpoint``, see :func:`autosplit.worker.checkpoint_path`)
-    stays in the scratch directory, which a job removed at its hard limit, or lost with its node, never
-    transfers back. Uploaded, it lets the postjob credit the units of the last checkpoint and commit their
-    outputs. The closed outputs it lists go first (each once), then the report, under a temporary name
-    renamed into place: the postjob never sees a checkpoint whose outputs are missing. Without chirp on
-    the slot nothing is sent, and a lost job loses its units as before.
+    stays in the scratch directory: output transfer does not bring it back, and a removed job transfers
+    nothing. Uploaded, it lets the postjob of a job killed at its hard limit or removed credit the units of
+    the last checkpoint and commit their outputs. (A job HTCondor restarts after losing its node starts
+    again from its first unit under the same attempt, and replaces the checkpoint.) The closed outputs it
+    lists go first (each once), then the report, under a temporary name renamed into place: the postjob
+    never sees a checkpoint whose outputs are missing. Without chirp on the slot nothing is sent.
     """
 
     REMOTE = "report.json.checkpoint"  # where the postjob looks, relative to the job's initialdir
@@ -225,16 +229,19 @@ class CheckpointUpload:
         self.local = report.with_name(report.name + ".checkpoint")
         self.out_dir = out_dir
         self.sent: dict[str, tuple[int, int]] = {}  # output name -> (size, mtime_ns) sent
-        self.uploaded: int | None = None  # mtime_ns of the checkpoint last uploaded
+        self.made: set[str] = set()  # directories made under out/ on the access point
+        self.uploaded: tuple[int, int, int] | None = None  # (inode, mtime_ns, size) of the last upload
         self.uploads = 0
         chirp.remove(self.REMOTE)  # an earlier attempt's (the postjob also checks the attempt number)
 
-    def sync(self) -> bool:
-        """Upload the checkpoint if it changed since the last upload; returns whether one was uploaded."""
+    def sync(self, deadline: float = math.inf) -> bool:
+        """Upload the checkpoint if it changed since the last upload; returns whether one was uploaded.
+        Gives up (until the next call) once ``time.monotonic()`` passes ``deadline``."""
         try:
-            stamp = self.local.stat().st_mtime_ns
+            info = self.local.stat()
         except OSError:
             return False
+        stamp = (info.st_ino, info.st_mtime_ns, info.st_size)  # the worker replaces it atomically
         if stamp == self.uploaded:
             return False
         staged = self.local.with_name(self.local.name + ".upload")
@@ -246,7 +253,7 @@ class CheckpointUpload:
             return False  # being replaced right now: the next round sends it
         for output in outputs:
             name = output.get("name") if isinstance(output, dict) else None
-            if not isinstance(name, str) or not self._send_output(name):
+            if not isinstance(name, str) or time.monotonic() > deadline or not self._send_output(name):
                 return False
         temporary = f".{self.REMOTE}.tmp"
         if not (self.chirp.put(staged, temporary) and self.chirp.rename(temporary, self.REMOTE)):
@@ -266,12 +273,23 @@ class CheckpointUpload:
             return False
         if self.sent.get(name) == (info.st_size, info.st_mtime_ns):
             return True
-        for depth in range(1, len(parts)):  # mkdir of an existing directory fails harmlessly
-            self.chirp.mkdir("/".join(("out", *parts[:depth])))
+        for depth in range(1, len(parts)):
+            directory = "/".join(("out", *parts[:depth]))
+            if directory not in self.made:
+                self.chirp.mkdir(directory)  # refused when it exists already: harmless
+                self.made.add(directory)
         if not self.chirp.put(path, f"out/{name}"):
             return False
         self.sent[name] = (info.st_size, info.st_mtime_ns)
         return True
+
+
+def _stage_out(spec: Path) -> bool:
+    """Whether the job stages its outputs out itself (ASO): ``stage_out`` set in its spec."""
+    try:
+        return bool(json.loads(spec.read_text()).get("stage_out"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _truthy(value: str | None) -> bool:
@@ -359,7 +377,8 @@ def boot(args: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     chirp = Chirp()
     chirp.set("AutosplitSite", json.dumps(site or ""))
-    checkpoints = CheckpointUpload(chirp, report, here / "out")
+    # Under ASO a checkpoint's outputs are not registered for transfer: uploading them would help nothing.
+    checkpoints = None if _stage_out(spec) else CheckpointUpload(chirp, report, here / "out")
     stop_sent = False
     last = (-1, -1)
     while True:
@@ -368,7 +387,8 @@ def boot(args: list[str]) -> int:
             break
         except subprocess.TimeoutExpired:
             pass
-        checkpoints.sync()
+        if checkpoints is not None:
+            checkpoints.sync()
         units, events = progress(report)
         if (units, events) != last:
             last = (units, events)
@@ -382,7 +402,10 @@ def boot(args: list[str]) -> int:
                 file=sys.stderr,
             )
             forward(signal.SIGTERM, None)
-    checkpoints.sync()  # one written since the last round (a job killed at its hard limit ends here)
+    if checkpoints is not None and code != 0:
+        # One written since the last round (a job killed at its hard limit ends here), within a budget:
+        # the schedd removes a job 60 s past its hard limit, and then its report would not come back.
+        checkpoints.sync(deadline=time.monotonic() + FINAL_UPLOAD_SECONDS)
     if not report.exists():
         _fallback_report(spec, report, f"the wrapper exited with {code} and left no report")
     else:

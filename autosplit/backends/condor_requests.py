@@ -7,8 +7,8 @@ writing a job's submit file reads one small file and imports no estimator: scipy
 cost about 0.7 CPU-s, and the submit file is written while the scheduler lock is held, so every other PRE
 and POST script of the task would wait for it.
 
-:func:`refresh_requests` fits again when the number of reports has doubled since the last fit (or grown by
-:data:`REFIT_STEP` once the window is full). A bind calls it after it released the scheduler lock; the job
+:func:`refresh_requests` fits again when the number of reports has doubled since the last fit, or grown
+by :data:`REFIT_STEP`, whichever comes first. A bind calls it after it released the scheduler lock; the job
 it just bound used the previous fit.
 """
 
@@ -23,7 +23,7 @@ from autosplit._io import atomic_write_text
 
 MODEL_REPORTS = 200  # the newest job reports the memory and output models learn from
 MIN_REPORTS = 3  # fewer reports than this: the configured memory, no output estimate
-REFIT_STEP = MODEL_REPORTS // 2  # once the window is full: fit again after this many new reports
+REFIT_STEP = MODEL_REPORTS // 2  # fit again after this many new reports at the latest
 QUANTILE = 0.95  # requests cover this upper quantile of memory and output size
 MEMORY_MARGIN = 1.1  # request_memory is the quantile plus 10 %
 FILE = "requests.json"
@@ -59,6 +59,12 @@ def requests_for(task: Any, events: int, floor_mb: int) -> tuple[int, float]:
     return memory_mb, output if output is not None and output > 0 else 0.0
 
 
+def _fitted_on(task: Any) -> int:
+    """How many reports the cached fit was made on (0: none, or a cache that makes no sense)."""
+    value = _read(task).get("reports", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _due(n_reports: int, fitted_on: int) -> bool:
     if n_reports < MIN_REPORTS:
         return False
@@ -70,14 +76,14 @@ def refresh_requests(task: Any) -> bool:
     whether it did. One process fits at a time (the others skip); the cache is replaced atomically."""
     with task.ledger() as ledger:
         n_reports, paths = ledger.newest_reports(MODEL_REPORTS)
-    if not _due(n_reports, int(_read(task).get("reports", 0) or 0)):
+    if not _due(n_reports, _fitted_on(task)):
         return False
     with open(task.root / f".{FILE}.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # another script is fitting
             return False
-        if not _due(n_reports, int(_read(task).get("reports", 0) or 0)):
+        if not _due(n_reports, _fitted_on(task)):
             return False
         atomic_write_text(task.root / FILE, json.dumps({"reports": n_reports, **_fit(paths)}))
     return True

@@ -267,10 +267,14 @@ def held_job_policy(memory_mb: int) -> dict[str, str]:
     }
 
 
-def write_condor_job(task: Any, node: str, spec: Any, *, stage: str, soft, hard, memory_mb: int) -> Path:
-    """Write the job's spec (for the scratch directory) and its submit description; returns job.sub."""
+def write_condor_job(
+    task: Any, node: str, spec: Any, *, stage: str, soft, hard, memory_mb: int, file_sites=None
+) -> Path:
+    """Write the job's spec (for the scratch directory) and its submit description; returns job.sub.
+    ``file_sites``: the site list of each of the job's files (from the task's unit-column cache); read
+    from the dataset when not given."""
     prepare_sandbox(task)
-    locations = job_locations(task, spec)
+    locations = job_locations(task, spec) if file_sites is None else file_sites
     spec, inputs = localize_spec(task, spec)
     spec.write(task.spec_path(node))
     size = sum(os.path.getsize(p) for p in inputs) + sandbox_path(task).stat().st_size

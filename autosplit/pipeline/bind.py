@@ -34,10 +34,14 @@ def bind(task_dir: str, node: str) -> tuple[int, str]:
     task = TaskDir(task_dir)
     code, message = _bind(task, node)
     if code == 0 and task.config.backend.kind == "condor":
-        # After the scheduler lock is released: a fit imports the estimators (about 0.7 CPU-s).
+        # After the scheduler lock is released: a fit imports the estimators (about 0.7 CPU-s). The job is
+        # bound already, and the fit only sharpens later requests: a failure is logged, not returned.
         from autosplit.backends.condor_requests import refresh_requests
 
-        refresh_requests(task)
+        try:
+            refresh_requests(task)
+        except Exception as exc:  # noqa: BLE001
+            _log(task_dir, f"{node}: resource requests not refitted: {type(exc).__name__}: {exc}")
     return code, message
 
 

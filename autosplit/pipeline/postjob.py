@@ -164,6 +164,13 @@ def _read_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tu
     live = checkpoint_path(task.report_path(node))
     archived = task.archived_report(node, attempt).with_suffix(".checkpoint.json")
     if live.exists() and not archived.exists():
+        try:
+            written_by = JobReport.from_json(live).attempt
+        except JobReportError:
+            written_by = attempt  # archived, so that the check below says why it is ignored
+        if written_by != attempt:  # an earlier attempt's, left on the access point (condor uploads)
+            _log(task, f"{node} attempt {attempt}: checkpoint of attempt {written_by} ignored")
+            return None
         shutil.copyfile(live, archived)
     if not archived.exists():
         return None
@@ -172,8 +179,7 @@ def _read_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tu
     except JobReportError as exc:
         _log(task, f"{node} attempt {attempt}: checkpoint ignored: {exc}")
         return None
-    if report.attempt != attempt:  # an earlier attempt's, left on the access point (condor uploads)
-        _log(task, f"{node} attempt {attempt}: checkpoint of attempt {report.attempt} ignored")
+    if report.attempt != attempt:
         return None
     return report if report.meta.get("checkpoint") and report.units and report.exit_code == 0 else None
 

@@ -191,6 +191,13 @@ class UnitColumns:
             "files_values": lists.explode().drop_nulls().to_numpy().astype(np.int64),
             "lfn": np.array([str(x) if x is not None else "" for x in lfn], dtype=str),
         }
+        # Per-file site lists (DBS listings; empty when the dataset has none), indexed by file id.
+        sites: list[list[str]] = [[] for _ in range(size)]
+        if "locations" in files.columns:
+            for file_id, where in zip(file_ids.tolist(), files["locations"].to_list(), strict=True):
+                sites[file_id] = [str(x) for x in where or () if x is not None]
+        arrays["sites_offsets"] = np.concatenate([[0], np.cumsum([len(x) for x in sites])]).astype(np.int64)
+        arrays["sites_values"] = np.array([x for where in sites for x in where], dtype=str)
         extras = []
         for column in units.columns:
             if column in UNIT_SCHEMA:
@@ -218,11 +225,38 @@ class UnitColumns:
     def load(cls, directory: Path) -> UnitColumns:
         extras = json.loads((directory / "extras.json").read_text())
         names = ["run", "lumi", "events", "file_id", "files_offsets", "files_values", "lfn"]
+        if (directory / "sites_offsets.npy").exists():  # absent from caches written before they were kept
+            names += ["sites_offsets", "sites_values"]
         for column in extras:
             names.append(f"x.{column}")
             if (directory / f"null.{column}.npy").exists():
                 names.append(f"null.{column}")
         return cls({n: np.load(directory / f"{n}.npy", mmap_mode="r") for n in names}, extras)
+
+    def _files_of(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For units ``ids``: their first file, every file holding them (flat, unit after unit) and how
+        many each has (file ids)."""
+        a = self.arrays
+        starts, ends = a["files_offsets"][ids], a["files_offsets"][ids + 1]
+        counts = ends - starts
+        flat = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(
+            int(counts.sum())
+        )
+        all_files = a["files_values"][flat] if flat.size else np.zeros(0, np.int64)
+        return a["file_id"][ids], all_files, counts
+
+    def file_sites(self, unit_ids: np.ndarray) -> list[list[str]] | None:
+        """The site list of every file holding units ``unit_ids``, in LFN order (what the condor backend
+        turns into ``DESIRED_Sites``; an empty list: not known); None for a cache written before sites
+        were kept."""
+        a = self.arrays
+        if "sites_offsets" not in a:
+            return None
+        first, all_files, _ = self._files_of(np.asarray(unit_ids, dtype=np.int64))
+        used = np.unique(np.concatenate([first, all_files]))
+        used = used[np.argsort(a["lfn"][used], kind="stable")]
+        offsets = a["sites_offsets"]
+        return [a["sites_values"][offsets[f] : offsets[f + 1]].tolist() for f in used.tolist()]
 
     def spec_files(self, unit_ids: np.ndarray) -> list[FileUnits]:
         ids = np.asarray(unit_ids, dtype=np.int64)
@@ -230,13 +264,7 @@ class UnitColumns:
         run = a["run"][ids].tolist()
         lumi = a["lumi"][ids].tolist()
         events = a["events"][ids].tolist()
-        first = a["file_id"][ids]
-        starts, ends = a["files_offsets"][ids], a["files_offsets"][ids + 1]
-        counts = ends - starts
-        flat = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(
-            int(counts.sum())
-        )
-        all_files = a["files_values"][flat] if flat.size else np.zeros(0, np.int64)
+        first, all_files, counts = self._files_of(ids)
         used = np.unique(np.concatenate([first, all_files]))
         lfn_of = dict(zip(used.tolist(), a["lfn"][used].tolist(), strict=True))
         names = [lfn_of[f] for f in all_files.tolist()]
@@ -316,6 +344,7 @@ def write_job(
     """Write the job's spec and submit description (``jobs/<node>/``); returns the submit file."""
     config = task.config
     task.make_job_dir(node)
+    columns = task_unit_columns(task)
     code = (
         {"callable": config.code.callable} if config.code.callable else {"executable": config.code.executable}
     )
@@ -327,7 +356,7 @@ def write_job(
         soft_limit_seconds=soft,
         hard_limit_seconds=hard,
         output_dir=str(task.output_dir(node)),
-        files=task_unit_columns(task).spec_files(unit_ids),
+        files=columns.spec_files(unit_ids),
         code=code,
         stage_out=_stage_out(task),
         checkpoint_seconds=config.limits.checkpoint_interval,
@@ -335,7 +364,10 @@ def write_job(
     if config.backend.kind == "condor":  # no shared filesystem: the spec is written for the scratch dir
         from autosplit.backends.condor_submit import write_condor_job
 
-        return write_condor_job(task, node, spec, stage=stage, soft=soft, hard=hard, memory_mb=memory_mb)
+        sites = columns.file_sites(unit_ids)
+        return write_condor_job(
+            task, node, spec, stage=stage, soft=soft, hard=hard, memory_mb=memory_mb, file_sites=sites
+        )
     spec.write(task.spec_path(node))
     return write_submit(task, node, stage, soft, hard, memory_mb)
 

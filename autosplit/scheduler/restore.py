@@ -20,10 +20,10 @@ from autosplit.jobreport import JobReport
 from autosplit.scheduler.book import PENDING, QUARANTINED
 from autosplit.scheduler.core import Scheduler
 from autosplit.scheduler.jobs import SchedJob, SchedulerError
+from autosplit.scheduler.probing import ProbeRound
 
 if TYPE_CHECKING:
     from autosplit.datasets import Dataset
-from autosplit.scheduler.probing import ProbeRound
 
 
 @dataclass
