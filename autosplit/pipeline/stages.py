@@ -191,13 +191,15 @@ class UnitColumns:
             "files_values": lists.explode().drop_nulls().to_numpy().astype(np.int64),
             "lfn": np.array([str(x) if x is not None else "" for x in lfn], dtype=str),
         }
-        # Per-file site lists (DBS listings; empty when the dataset has none), indexed by file id.
-        sites: list[list[str]] = [[] for _ in range(size)]
-        if "locations" in files.columns:
-            for file_id, where in zip(file_ids.tolist(), files["locations"].to_list(), strict=True):
-                sites[file_id] = [str(x) for x in where or () if x is not None]
-        arrays["sites_offsets"] = np.concatenate([[0], np.cumsum([len(x) for x in sites])]).astype(np.int64)
-        arrays["sites_values"] = np.array([x for where in sites for x in where], dtype=str)
+        # Per-file site lists (DBS listings; empty when the dataset has none), flat in file-id order.
+        counts = np.zeros(size, dtype=np.int64)
+        values = np.zeros(0, dtype=str)
+        if "locations" in files.columns and files.height:
+            by_id = files.select("file_id", pl.col("locations").list.drop_nulls()).sort("file_id")
+            counts[by_id["file_id"].to_numpy()] = by_id["locations"].list.len().fill_null(0).to_numpy()
+            values = by_id["locations"].explode().drop_nulls().cast(pl.String).to_numpy().astype(str)
+        arrays["sites_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        arrays["sites_values"] = values
         extras = []
         for column in units.columns:
             if column in UNIT_SCHEMA:
