@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from autosplit.backends.local import DagStatus, NodeStatus, run_dag
+from autosplit.backends.local.statusfile import COUNT_KEYS
 from tests.conftest import DATA
 
 CONF = DATA / "dagman-conformance"
@@ -124,20 +125,7 @@ def ordered_subsequence(path: Path, patterns: list[str]) -> None:
 
 def status_patterns(dag_status: str, counts: dict[str, str], nodes: dict[str, int]) -> list[str]:
     names = {0: "NOT_READY", 5: "DONE", 6: "ERROR", 3: "SUBMITTED", 7: "FUTILE"}
-    order = [
-        "NodesTotal",
-        "NodesDone",
-        "NodesPre",
-        "NodesQueued",
-        "NodesPost",
-        "NodesReady",
-        "NodesUnready",
-        "NodesFutile",
-        "NodesFailed",
-        "JobProcsHeld",
-        "JobProcsIdle",
-    ]
-    out = [dag_status] + [f"{k} = {counts[k]};" for k in order if k in counts]
+    out = [dag_status] + [f"{k} = {counts[k]};" for k in COUNT_KEYS if k in counts]
     for node, st in nodes.items():
         out += [f'Node = "{node}";', f"NodeStatus = {st};.*STATUS_{names[st]}"]
     return out
