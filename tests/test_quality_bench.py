@@ -236,3 +236,28 @@ def test_a_deadline_keeps_whole_seeds_only():
     note = rq._reduced_note({"seeds": [0], "requested_seeds": [0, 1, 2], "deadline_minutes": 60})
     assert note and "Reduced run" in note[0]
     assert rq._reduced_note({"seeds": [0, 1, 2], "requested_seeds": [0, 1, 2]}) == []
+
+
+def test_the_probe_truth_is_the_cpu_a_failure_free_run_consumes_on_uneven_sites():
+    """A slow site takes fewer units, so the task consumes less CPU than 'every unit on an average slot'."""
+    workload = wl.by_name("sites", TINY)
+    dataset, truth, pool = workload.build(0, failures=False)
+    sim = Simulation(dataset, truth, pool, seed=0)
+    sim.run(POLICIES["clairvoyant"](workload))
+    useful = sum(a.useful for a in sim.attempts)
+    consumed, mean_slot = rq.true_cpu_consumed(truth, pool), rq.true_cpu_at_mean_speed(truth, pool)
+    assert abs(useful / consumed - 1.0) < 0.03
+    assert mean_slot > 1.08 * consumed  # the earlier reference overstated it
+
+
+def test_the_simulated_autosplit_gets_the_pipelines_scheduler_options():
+    from benchmarks.peers import autosplit as peer
+
+    workload = wl.by_name("constant", TINY)
+    passed = peer.options(workload)
+    assert passed["slots"] is None and "grace_seconds" not in passed
+    assert passed["target_runtime"] == workload.target_runtime
+    # The pipeline's defaults reach the simulated scheduler, the probes' soft limit included (the pipeline
+    # passed 15 min while the benchmark's scheduler used its own default of a sixteenth of the target).
+    assert passed["probe_seconds"] == 2 * 3600.0 / 16.0  # a sixteenth of TINY's 2 h target
+    assert passed["probe_fraction"] == 0.02 and passed["alpha"] == 0.05 and passed["max_tails"] == 3

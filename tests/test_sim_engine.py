@@ -27,6 +27,7 @@ from autosplit.sim import (
     truth_from_workload,
 )
 from autosplit.sim.synthetic import SyntheticWorkload, synthetic_dataset
+from autosplit.splitting.limits import default_probe_seconds
 
 
 def tiny_dataset(n: int) -> Dataset:
@@ -275,7 +276,8 @@ def test_policy_defaults_match_the_pipeline():
         splitting.max_tails,
         splitting.probes,
     )
-    assert policy.probe_seconds == 900.0 and splitting.probe_seconds == "15m"
+    assert policy.probe_seconds is None and splitting.probe_seconds is None
+    assert policy._probe_seconds() == default_probe_seconds(policy.target_runtime) == 1800.0
     assert (policy.probe_fraction, policy.rel_precision) == (
         splitting.probe_fraction,
         splitting.rel_precision,

@@ -24,7 +24,8 @@ has a default)::
     max_tails = 3
     # probes = 20                     # probe jobs per round (default: one per slot, at most 500, else 20):
     #                                 # while probes run the other slots would idle anyway
-    probe_seconds = "15m"
+    # probe_seconds = "30m"           # a probe's soft limit (default: a sixteenth of target_runtime,
+    #                                 # 5 to 30 minutes)
     probe_fraction = 0.02             # at most this fraction of the events goes to each probe round
     # slots = 500                     # slots the task can expect: job sizes decrease so the stages end
     #                                 # together (default: backend max_jobs locally, none on condor)
@@ -69,6 +70,7 @@ import msgspec
 
 from autosplit._io import one_line, read_input_bytes, read_input_text, short_repr
 from autosplit.errors import AutosplitError
+from autosplit.splitting.limits import default_probe_seconds
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _DURATION = re.compile(
@@ -155,7 +157,7 @@ class SplittingSection(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     alpha: float = 0.05
     max_tails: int = 3
     probes: int | None = None
-    probe_seconds: float | str = "15m"
+    probe_seconds: float | str | None = None
     probe_fraction: float = 0.02
     rel_precision: float = 0.10
     max_output_bytes: int | None = None
@@ -220,6 +222,9 @@ class TaskConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def probe_seconds(self) -> float:
+        """A probe's soft limit (seconds): the configured value, else a sixteenth of the target (5-30 min)."""
+        if self.splitting.probe_seconds is None:
+            return default_probe_seconds(self.target_seconds)
         return float(self.splitting.probe_seconds)
 
     @property
@@ -277,13 +282,13 @@ RANGES: tuple[tuple[str, str, float, float, bool, bool, str], ...] = (
 #: own end-to-end tests and the demo run with targets of a few seconds.
 DURATIONS: tuple[tuple[str, str, float, float], ...] = (
     ("splitting", "target_runtime", 1.0, 7 * _DAY),
-    ("splitting", "probe_seconds", 0.1, _DAY),
     ("limits", "grace_seconds", 0.0, 3600.0),
     ("limits", "checkpoint_interval", 1.0, _DAY),
     ("output", "transfer_timeout", 1.0, 7 * _DAY),
 )
 #: Durations that may be left out (None).
 OPTIONAL_DURATIONS: tuple[tuple[str, str, float, float], ...] = (
+    ("splitting", "probe_seconds", 0.1, _DAY),
     ("backend", "overflow_after", 0.0, 30 * _DAY),
 )
 
@@ -394,10 +399,10 @@ def _finish(config: TaskConfig, base: Path, origin: str) -> TaskConfig:
     if code.callable and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", code.callable):
         raise ConfigError(f"{origin}: [code] callable = {code.callable!r}: expected 'module:function'")
     _check_ranges(config, origin)
-    if config.splitting.probe_seconds >= config.splitting.target_runtime:
+    if config.probe_seconds >= config.target_seconds:
         raise ConfigError(
             f"{origin}: [splitting] probe_seconds must be shorter than target_runtime "
-            f"({config.splitting.probe_seconds:.0f} s >= {config.splitting.target_runtime:.0f} s)"
+            f"({config.probe_seconds:.0f} s >= {config.target_seconds:.0f} s)"
         )
 
     def resolve(value: str) -> str:

@@ -176,7 +176,8 @@ def resubmit(
         config.limits.memory_mb = int(memory_mb)
     if max_runtime is not None:
         config.splitting.target_runtime = float(max_runtime)
-        config.splitting.probe_seconds = min(config.splitting.probe_seconds, float(max_runtime) / 2)
+        if config.splitting.probe_seconds is not None:  # unset, it follows the new target
+            config.splitting.probe_seconds = min(config.splitting.probe_seconds, float(max_runtime) / 2)
     if memory_mb is not None or max_runtime is not None:
         task.config_path.write_text(dump_config(config))
         state_path(task).unlink(missing_ok=True)  # rebuilt with the new limits

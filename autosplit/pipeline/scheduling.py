@@ -35,11 +35,17 @@ if TYPE_CHECKING:  # polars and the dataset are imported where they are used; bi
     import polars as pl
 
     from autosplit.datasets import Dataset
+    from autosplit.pipeline.config import TaskConfig
 
 
 def scheduler_options(task: TaskDir) -> dict[str, Any]:
     """The scheduler's keyword arguments from the task configuration."""
-    config = task.config
+    return scheduler_options_for(task.config)
+
+
+def scheduler_options_for(config: TaskConfig) -> dict[str, Any]:
+    """The scheduler's keyword arguments from a configuration (the benchmarks use this too, so the
+    simulated autosplit gets exactly what the pipeline would pass)."""
     splitting = config.splitting
     return {
         "target_runtime": config.target_seconds,

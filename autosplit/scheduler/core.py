@@ -60,6 +60,7 @@ from autosplit.scheduler.observe import PoolObserver
 from autosplit.scheduler.packing import Caps, Predictions
 from autosplit.scheduler.probing import ProbeRound, ProbingMixin
 from autosplit.scheduler.requests import JobRequest
+from autosplit.splitting.limits import default_probe_seconds
 from autosplit.splitting.order import planning_order
 
 if TYPE_CHECKING:  # polars comes with the dataset; a restored scheduler reads it only when it needs it
@@ -130,7 +131,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     probes:
         Probe jobs in the first round (default: the slots offered by the first call, 20 to 500).
     probe_seconds:
-        Soft limit of a probe (default: a sixteenth of the target, 5 to 30 minutes).
+        Soft limit of a probe (default: :func:`~autosplit.splitting.limits.default_probe_seconds`, a
+        sixteenth of the target, 5 to 30 minutes; the pipeline's default too).
     probe_fraction:
         At most this fraction of the pending events goes to a probe round.
     probe_quorum:
@@ -226,9 +228,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         self.max_tails = _count("max_tails", max_tails)
         self.refit = bool(refit)
         self.probes = _count("probes", probes, minimum=1, allow_none=True)
-        default_probe = min(max(self.target_runtime / 16.0, 300.0), 1800.0, self.target_runtime / 2.0)
         self.probe_seconds = _positive(
-            "probe_seconds", probe_seconds if probe_seconds is not None else default_probe
+            "probe_seconds",
+            probe_seconds if probe_seconds is not None else default_probe_seconds(self.target_runtime),
         )
         if not 0 < probe_fraction <= 0.5:
             raise SchedulerError(f"probe_fraction must be in (0, 0.5], got {probe_fraction!r}")

@@ -50,7 +50,7 @@ from autosplit.sim.jobs import Attempt, SimJob
 from autosplit.sim.reports import attempt_reports
 from autosplit.sim.synthetic import SyntheticWorkload
 from autosplit.splitting import regroup
-from autosplit.splitting.limits import job_hard_limit, probe_hard_limit
+from autosplit.splitting.limits import default_probe_seconds, job_hard_limit, probe_hard_limit
 
 _Z99 = NormalDist().inv_cdf(0.99)
 
@@ -75,7 +75,7 @@ class AutosplitPolicy:
     alpha: float = 0.05
     max_tails: int = 3
     probes: int | None = None
-    probe_seconds: float = 900.0
+    probe_seconds: float | None = None  #: default: the pipeline's (a sixteenth of the target, 5-30 min)
     probe_fraction: float = 0.02
     rel_precision: float = 0.10
     max_probe_rounds: int = MAX_PROBE_ROUNDS
@@ -167,6 +167,11 @@ class AutosplitPolicy:
     def _caps(self) -> dict[str, Any]:
         return {"max_files_per_job": self.max_files_per_job}
 
+    def _probe_seconds(self) -> float:
+        if self.probe_seconds is not None:
+            return float(self.probe_seconds)
+        return default_probe_seconds(self.target_runtime)
+
     # ------------------------------------------------------------------ stages
     def _probe_jobs(self, sim: Any, round_number: int, stage: str, pending: np.ndarray) -> list[SimJob]:
         units = sim.dataset.units[pending]
@@ -176,12 +181,12 @@ class AutosplitPolicy:
         chosen = choose_probes(
             units,
             n_probes,
-            self.probe_seconds,
+            self._probe_seconds(),
             model=self.model_,
             max_events=budget,
             seed=probe_round_seed(round_number),
         )
-        soft = self.probe_seconds
+        soft = self._probe_seconds()
         hard = probe_hard_limit(soft, sim.pool.grace_seconds)
         probe_of = chosen["probe"].to_numpy()
         picked = chosen["row"].to_numpy().astype(np.int64)

@@ -1,8 +1,10 @@
 """autosplit itself: :class:`autosplit.Scheduler` driven by :class:`autosplit.sim.SchedulerPolicy`.
 
-The scheduler gets only what the pipeline has: the target runtime, ``alpha``, ``max_tails`` and the
-SIGTERM grace, all at their configuration defaults, and **no slot count** (``slots=None``: it observes the
-concurrency from the driver's calls). Its reports are what a job can measure:
+The scheduler gets only what the pipeline has: the keyword arguments the pipeline passes
+(:func:`autosplit.pipeline.scheduling.scheduler_options_for`) for a condor task whose configuration sets
+only the target runtime, so every other value (``alpha``, ``max_tails``, the probes and their soft limit) is
+the configuration's default, and **no slot count** (``slots=None``: it observes the concurrency from the
+driver's calls). The SIGTERM grace is the simulated pool's. Its reports are what a job can measure:
 
 * ``autosplit``: the autosplit worker's reports, per-unit seconds included, each carrying a multiplicative
   lognormal measurement error of log-sd :data:`TIMING_NOISE` (7 %); the job's wall, loop and set-up times
@@ -14,16 +16,32 @@ Every decision (probes, model, job sizes, limits, quarantines) is the scheduler'
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from autosplit.pipeline.config import config_from_dict
+from autosplit.pipeline.scheduling import scheduler_options_for
 from autosplit.sim.scheduler_policy import SchedulerPolicy
 
 TIMING_NOISE = 0.07  #: log-sd of the per-unit timing measurement error
 
 
 def options(workload: Any, **extra: Any) -> dict[str, Any]:
-    """The scheduler's arguments: what the pipeline passes (target, alpha, max_tails; no slots)."""
-    return {"target_runtime": workload.target_runtime, "alpha": 0.05, "slots": None, "max_tails": 3, **extra}
+    """The scheduler's arguments: what the pipeline passes for a condor task that sets only its target."""
+    config = config_from_dict(
+        {
+            "task": {"name": "benchmark"},
+            "dataset": {"source": "dataset.json"},
+            "code": {"callable": "analysis:run"},
+            "splitting": {"target_runtime": float(workload.target_runtime)},
+            "backend": {"kind": "condor"},
+        },
+        base=Path("."),
+        origin="benchmark configuration",
+    )
+    passed = scheduler_options_for(config)
+    passed.pop("grace_seconds")  # the simulated pool's grace is the one its jobs get
+    return {**passed, **extra}
 
 
 def make(workload: Any, **extra: Any) -> SchedulerPolicy:
