@@ -36,20 +36,25 @@ def test_config_defaults_and_resolution(tmp_path) -> None:
     config = load_config(write(tmp_path, BASE + '[splitting]\ntarget_runtime = "2h30m"\n'))
     # Unset, a probe's soft limit is a sixteenth of the target (the scheduler's own default).
     assert config.target_seconds == 9000.0 and config.probe_seconds == 562.5
+    assert config.dataset.source == str(tmp_path / "data/*.root")
+    assert config.task.workdir == str(tmp_path / "autosplit-tasks")
+    assert config.splitting.alpha == 0.05 and config.limits.retries == 1 and config.n_probes == config.slots
 
 
 @pytest.mark.parametrize(("target", "probe"), [("20m", 300.0), ("4s", 2.0), ("48h", 1800.0), ("8h", 1800.0)])
 def test_an_unset_probe_limit_follows_the_target_like_the_schedulers_default(tmp_path, target, probe) -> None:
+    from autosplit.datasets import Dataset
     from autosplit.scheduler import Scheduler
     from autosplit.splitting.limits import default_probe_seconds
 
     config = load_config(write(tmp_path, BASE + f'[splitting]\ntarget_runtime = "{target}"\n'))
     assert config.splitting.probe_seconds is None and config.probe_seconds == probe
     assert default_probe_seconds(config.target_seconds) == probe
-    assert Scheduler.__init__.__kwdefaults__["probe_seconds"] is None  # the scheduler resolves it the same way
-    assert config.dataset.source == str(tmp_path / "data/*.root")
-    assert config.task.workdir == str(tmp_path / "autosplit-tasks")
-    assert config.splitting.alpha == 0.05 and config.limits.retries == 1 and config.n_probes == config.slots
+    # The scheduler resolves an unset limit with the same function.
+    assert Scheduler.__init__.__kwdefaults__["probe_seconds"] is None
+    units = pl.DataFrame({"run": [1], "lumi": [1], "events": [10], "file": ["/store/a.root"], "bytes": [1]})
+    dataset = Dataset.from_units(units)
+    assert Scheduler(dataset, target_runtime=config.target_seconds).probe_seconds == probe
 
 
 @pytest.mark.parametrize(

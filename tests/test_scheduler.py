@@ -536,3 +536,41 @@ def test_the_probes_prediction_comes_from_the_whole_round_not_its_fast_half() ->
         finish(req, 1.4, now=400.0 + k)
     final = sched.summary()["predicted_total_cpu_seconds"]
     assert abs(final["estimate"] / truth - 1.0) < 0.02, final
+
+
+class SlowNodesPool(Pool):
+    """Jobs land on nodes of three speeds: every unit of a job takes its node's factor times its cost."""
+
+    def report(self, req):
+        factor = float(self.rng.choice([0.7, 1.0, 1.8]))
+        cost, self.cost = self.cost, self.cost * factor
+        try:
+            return super().report(req)
+        finally:
+            self.cost = cost
+
+
+def test_end_jobs_shrink_by_the_job_to_job_spread_so_slow_slots_end_with_the_rest() -> None:
+    ds = dataset(600)
+    cost = ds.units["events"].to_numpy() * 0.5
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60, grace_seconds=5, spread_margin=1.0)
+    pool = SlowNodesPool(sched, ds, cost, slots=8, seed=3)
+    finished_processing = 0
+    while finished_processing < 6:
+        free = pool.slots - len(pool.running)
+        for req in sched.next_jobs(free_slots=free, now=pool.now) if free else []:
+            seconds, report = pool.report(req)
+            pool.running[req.job_id] = (pool.now + seconds, report, req)
+        job_id, (end, report, req) = min(pool.running.items(), key=lambda kv: kv[1][0])
+        del pool.running[job_id]
+        pool.now = end
+        sched.job_finished(report, now=end)
+        finished_processing += req.stage == "processing"
+    shared = sched._predictions.shared_cv
+    assert shared > 0.2, "node speeds of 0.7-1.8x show as job-to-job spread"
+    with_margin = sched._mean_budget(pool.now)
+    sched.spread_margin = 0.0
+    without = sched._mean_budget(pool.now)
+    assert with_margin == pytest.approx(without / (1.0 + shared))
+    with pytest.raises(asp.SchedulerError, match="spread_margin"):
+        asp.Scheduler(ds, spread_margin=-1.0)

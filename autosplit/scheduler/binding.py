@@ -8,9 +8,10 @@ the packing target and its predicted payload within the size budget:
 * the **packing target** is the target runtime, shrunk under an observed failure hazard (without
   checkpointing) towards Young's optimum ``sqrt(2 * overhead / hazard)``;
 * the **size budget** is the predicted work left per slot (pending units plus what the running jobs still
-  have to do, over the observed concurrency) divided by ``factoring``, never below ``floor_overheads`` per-job
-  overheads: jobs keep the target size while much work remains and shrink towards the end, so slots finish
-  together.
+  have to do, over the observed concurrency) divided by ``factoring`` and by ``1 + spread_margin * shared_cv``
+  (the model's job-to-job spread: site and node speed, parameter and shape uncertainty), never below
+  ``floor_overheads`` per-job overheads: jobs keep the target size while much work remains and shrink
+  towards the end, so slots finish together, a job on a slow slot included.
 """
 
 from __future__ import annotations
@@ -174,12 +175,17 @@ class BindingMixin:
 
     def _mean_budget(self, now: float) -> float:
         """Predicted payload seconds the next job may take: the work left per slot (pending plus what the
-        running jobs still have to do) over ``factoring``, never below ``floor_overheads`` job overheads."""
+        running jobs still have to do) over ``factoring * (1 + spread_margin * shared_cv)``, never below
+        ``floor_overheads`` job overheads."""
         overhead = self._job_overhead()
         n = self._concurrency()
         horizon = (max(self._pending_mean, 0.0) + self._running_remaining(now)) / n
         floor = self.min_job_seconds if self.min_job_seconds is not None else self.floor_overheads * overhead
-        return max(horizon / self.factoring, floor, 1.0)
+        # A job lands on a slot of unknown speed: towards the end, a share cut by the job-to-job spread
+        # lets a job on a slow slot still end about when the others do.
+        shared = self._predictions.shared_cv if self._predictions is not None else 0.0
+        spread = 1.0 + getattr(self, "spread_margin", 0.0) * max(shared, 0.0)
+        return max(horizon / (self.factoring * spread), floor, 1.0)
 
     def _running_remaining(self, now: float) -> float:
         """Predicted payload seconds the running jobs still have to do."""

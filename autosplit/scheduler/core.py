@@ -67,6 +67,9 @@ if TYPE_CHECKING:  # polars comes with the dataset; a restored scheduler reads i
     from autosplit.datasets import Dataset
 
 STATE_FORMAT = "autosplit-scheduler/1"
+#: Default ``spread_margin``: how many job-to-job standard deviations (relative) the end-phase share leaves
+#: for a job that lands on a slow slot.
+SPREAD_MARGIN = 1.0
 
 
 class DeferredDataset:
@@ -156,6 +159,12 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         overheads or a twentieth of the target, lowered to the work left per slot near the end.
     factoring:
         Each job takes at most ``remaining / (factoring * concurrency)`` of the predicted work left.
+    spread_margin:
+        That share is further divided by ``1 + spread_margin * shared_cv``, the cost model's job-to-job
+        spread (site and node speed, parameter and shape uncertainty): where jobs' run times differ much
+        from job to job, the last jobs are smaller, so one on a slow slot does not end long after the
+        rest. 0 turns it off. The default was chosen on the training workloads of
+        ``benchmarks/run_quality.py`` (0, 0.5, 1 and 2 compared over six seeds).
     failure_aware:
         Shrink the packing target under an observed failure hazard (see the module docstring).
     checkpoint_seconds:
@@ -202,6 +211,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         max_job_seconds: float | None = None,
         min_job_seconds: float | None = None,
         factoring: float = 1.5,
+        spread_margin: float = SPREAD_MARGIN,
         floor_overheads: float = 6.0,
         failure_aware: bool = True,
         checkpoint_seconds: float | None = None,
@@ -252,6 +262,11 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         )
         self.min_job_seconds = _positive("min_job_seconds", min_job_seconds, allow_none=True)
         self.factoring = _positive("factoring", factoring)
+        if isinstance(spread_margin, bool) or not (
+            isinstance(spread_margin, int | float) and math.isfinite(spread_margin) and spread_margin >= 0
+        ):
+            raise SchedulerError(f"spread_margin must be a finite number >= 0, got {spread_margin!r}")
+        self.spread_margin = float(spread_margin)
         self.floor_overheads = _positive("floor_overheads", floor_overheads)
         self.failure_aware = bool(failure_aware)
         self.checkpoint_seconds = _positive("checkpoint_seconds", checkpoint_seconds, allow_none=True)
