@@ -809,3 +809,30 @@ def test_a_checkpoint_naming_a_file_outside_out_is_not_uploaded(tmp_path) -> Non
     upload = CheckpointUpload(chirp, report, scratch / "out")
     assert not upload.sync()
     assert [call for call, _ in chirp.calls] == ["remove"] and not list(access_point.iterdir())
+
+
+def test_an_output_in_a_subdirectory_is_uploaded_after_a_chirp_outage(tmp_path) -> None:
+    """While chirp is unreachable the subdirectory's mkdir fails; it is made again once chirp is back."""
+    from autosplit.backends.condor_job import CheckpointUpload
+
+    class FlakyChirp(FakeChirp):
+        down = True
+
+        def __getattribute__(self, name):
+            if name in ("put", "mkdir", "rename", "remove") and object.__getattribute__(self, "down"):
+                return lambda *args: False
+            return object.__getattribute__(self, name)
+
+    scratch, access_point = tmp_path / "scratch", tmp_path / "ap"
+    (scratch / "out" / "sub").mkdir(parents=True)
+    (access_point / "out").mkdir(parents=True)
+    (scratch / "out" / "sub" / "part0.txt").write_text("1 2")
+    report = scratch / "report.json"
+    chirp = FlakyChirp(access_point)
+    upload = CheckpointUpload(chirp, report, scratch / "out")
+    document = {"attempt": 1, "outputs": [{"name": "sub/part0.txt", "bytes": 3}], "units": []}
+    (scratch / CheckpointUpload.REMOTE).write_text(json.dumps(document))
+    assert not upload.sync()
+    chirp.down = False
+    assert upload.sync()
+    assert (access_point / "out" / "sub" / "part0.txt").read_text() == "1 2"

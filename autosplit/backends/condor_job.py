@@ -138,8 +138,9 @@ class Chirp:
         return self.client
 
     def _call(self, method: str, *args) -> tuple[bool, object]:
-        """``(succeeded, result)`` of one chirp request; a failure drops the connection (the next request
-        reconnects) and keeps the error."""
+        """``(succeeded, result)`` of one chirp request; keeps the error of a failure. A refusal by the
+        server (``ChirpError``) keeps the connection; any other failure drops it (the next request
+        reconnects)."""
         client = self._connect()
         if client is None:
             return False, None
@@ -273,13 +274,13 @@ class CheckpointUpload:
             return False
         if self.sent.get(name) == (info.st_size, info.st_mtime_ns):
             return True
-        for depth in range(1, len(parts)):
-            directory = "/".join(("out", *parts[:depth]))
+        directories = ["/".join(("out", *parts[:depth])) for depth in range(1, len(parts))]
+        for directory in directories:
             if directory not in self.made:
                 self.chirp.mkdir(directory)  # refused when it exists already: harmless
-                self.made.add(directory)
         if not self.chirp.put(path, f"out/{name}"):
-            return False
+            return False  # a mkdir lost to a chirp outage is made again next round
+        self.made.update(directories)
         self.sent[name] = (info.st_size, info.st_mtime_ns)
         return True
 
