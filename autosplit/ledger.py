@@ -594,7 +594,7 @@ class Ledger:
         }
 
     def newest_reports(self, limit: int) -> tuple[int, list[str]]:
-        """``(n, paths)``: how many attempts left a usable report, and the archived reports of the newest
+        """``(n, paths)``: how many attempts left a usable, archived report, and the archived reports of the newest
         ``limit`` of them (newest first): two queries over the attempts table, no walk of ``jobs/``."""
         (n,) = self._db.execute(
             "SELECT COUNT(*) FROM attempts WHERE usable_report = 1 AND report_path IS NOT NULL"

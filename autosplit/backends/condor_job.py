@@ -404,8 +404,8 @@ def boot(args: list[str]) -> int:
             )
             forward(signal.SIGTERM, None)
     if checkpoints is not None and code != 0:
-        # One written since the last round (a job killed at its hard limit ends here), within a budget:
-        # the schedd removes a job 60 s past its hard limit, and then its report would not come back.
+        # One written since the last round (a job killed at its hard limit ends here); no new output is
+        # started after 30 s: the schedd removes a job 60 s past its hard limit, and its report with it.
         checkpoints.sync(deadline=time.monotonic() + FINAL_UPLOAD_SECONDS)
     if not report.exists():
         _fallback_report(spec, report, f"the wrapper exited with {code} and left no report")

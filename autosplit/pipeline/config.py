@@ -223,9 +223,7 @@ class TaskConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     @property
     def probe_seconds(self) -> float:
         """A probe's soft limit (seconds): the configured value, else a sixteenth of the target (5-30 min)."""
-        if self.splitting.probe_seconds is None:
-            return default_probe_seconds(self.target_seconds)
-        return float(self.splitting.probe_seconds)
+        return default_probe_seconds(self.target_seconds, self.splitting.probe_seconds)
 
     @property
     def grace_seconds(self) -> float:

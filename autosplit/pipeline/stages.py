@@ -159,8 +159,9 @@ def write_dag_config(task: TaskDir, dag_key: str) -> str:
 # ---------------------------------------------------------------------- job files
 class UnitColumns:
     """What a job spec needs of every unit, as flat arrays (numpy, memory-mapped when read from a task's
-    cache): run, lumi, events, first file, every file (offsets into a flat list), LFN by file, and the
-    extra scalar columns (unit features). Gathering a job's units is then a few array takes."""
+    cache): run, lumi, events, first file, every file (offsets into a flat list), LFN by file, each file's
+    sites (offsets into a flat list), and the extra scalar columns (unit features). Gathering a job's units
+    is then a few array takes."""
 
     def __init__(self, arrays: dict[str, np.ndarray], extras: list[str]) -> None:
         self.arrays = arrays

@@ -93,16 +93,17 @@ def _in_progress_seconds(report: JobReport) -> float:
     return max(float(value), 0.0)
 
 
-def _positive(name: str, value: Any, *, allow_none: bool = False) -> float | None:
+def _positive(name: str, value: Any, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
     if value is None and allow_none:
         return None
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or not math.isfinite(value)
-        or value <= 0
+        or value < 0
+        or (value == 0 and not allow_zero)
     ):
-        raise SchedulerError(f"{name} must be a finite number > 0, got {value!r}")
+        raise SchedulerError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
     return float(value)
 
 
@@ -240,7 +241,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         self.probes = _count("probes", probes, minimum=1, allow_none=True)
         self.probe_seconds = _positive(
             "probe_seconds",
-            probe_seconds if probe_seconds is not None else default_probe_seconds(self.target_runtime),
+            default_probe_seconds(self.target_runtime, probe_seconds),
         )
         if not 0 < probe_fraction <= 0.5:
             raise SchedulerError(f"probe_fraction must be in (0, 0.5], got {probe_fraction!r}")
@@ -262,11 +263,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         )
         self.min_job_seconds = _positive("min_job_seconds", min_job_seconds, allow_none=True)
         self.factoring = _positive("factoring", factoring)
-        if isinstance(spread_margin, bool) or not (
-            isinstance(spread_margin, int | float) and math.isfinite(spread_margin) and spread_margin >= 0
-        ):
-            raise SchedulerError(f"spread_margin must be a finite number >= 0, got {spread_margin!r}")
-        self.spread_margin = float(spread_margin)
+        self.spread_margin = _positive("spread_margin", spread_margin, allow_zero=True)
         self.floor_overheads = _positive("floor_overheads", floor_overheads)
         self.failure_aware = bool(failure_aware)
         self.checkpoint_seconds = _positive("checkpoint_seconds", checkpoint_seconds, allow_none=True)

@@ -168,9 +168,7 @@ class AutosplitPolicy:
         return {"max_files_per_job": self.max_files_per_job}
 
     def _probe_seconds(self) -> float:
-        if self.probe_seconds is not None:
-            return float(self.probe_seconds)
-        return default_probe_seconds(self.target_runtime)
+        return default_probe_seconds(self.target_runtime, self.probe_seconds)
 
     # ------------------------------------------------------------------ stages
     def _probe_jobs(self, sim: Any, round_number: int, stage: str, pending: np.ndarray) -> list[SimJob]:
@@ -178,15 +176,15 @@ class AutosplitPolicy:
         # As the pipeline's config.n_probes: one per slot (at most 500) unless set.
         n_probes = self.probes or min(self.slots or sim.pool.n_slots, 500)
         budget = probe_budget(units["events"].to_numpy(), n_probes, self.probe_fraction)
+        soft = self._probe_seconds()
         chosen = choose_probes(
             units,
             n_probes,
-            self._probe_seconds(),
+            soft,
             model=self.model_,
             max_events=budget,
             seed=probe_round_seed(round_number),
         )
-        soft = self._probe_seconds()
         hard = probe_hard_limit(soft, sim.pool.grace_seconds)
         probe_of = chosen["probe"].to_numpy()
         picked = chosen["row"].to_numpy().astype(np.int64)

@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 
 
-def default_probe_seconds(target_seconds: float) -> float:
-    """Soft limit of a probe job (seconds) when none is configured: a sixteenth of the target, at least
-    5 and at most 30 minutes, and never more than half the target. Shorter probes end inside a unit more
-    often; that unit then only bounds its cost from below."""
+def default_probe_seconds(target_seconds: float, configured: float | None = None) -> float:
+    """Soft limit of a probe job (seconds): ``configured`` when given, else a sixteenth of the target, at
+    least 5 and at most 30 minutes, and never more than half the target. Shorter probes end inside a unit
+    more often; that unit then only bounds its cost from below."""
+    if configured is not None:
+        return float(configured)
     return float(min(max(target_seconds / 16.0, 300.0), 1800.0, target_seconds / 2.0))
 
 
