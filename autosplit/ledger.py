@@ -593,13 +593,16 @@ class Ledger:
             for node, created in self._db.execute("SELECT node, created FROM jobs WHERE state = 'planned'")
         }
 
-    def newest_reports(self, limit: int) -> tuple[int, list[str]]:
-        """``(n, paths)``: how many attempts left a usable, archived report, and the archived reports of the newest
-        ``limit`` of them (newest first): two queries over the attempts table, no walk of ``jobs/``."""
+    def usable_report_count(self) -> int:
+        """How many attempts left a usable, archived report (one query, no walk of ``jobs/``)."""
         (n,) = self._db.execute(
             "SELECT COUNT(*) FROM attempts WHERE usable_report = 1 AND report_path IS NOT NULL"
         ).fetchone()
-        paths = [
+        return int(n)
+
+    def newest_reports(self, limit: int) -> list[str]:
+        """The archived usable reports of the newest ``limit`` attempts that left one, newest first."""
+        return [
             r[0]
             for r in self._db.execute(
                 "SELECT report_path FROM attempts WHERE usable_report = 1 AND report_path IS NOT NULL "
@@ -607,7 +610,6 @@ class Ledger:
                 (int(limit),),
             )
         ]
-        return int(n), paths
 
     def attempt_summary(self) -> list[tuple[str | None, str, int | None, int, float]]:
         """Attempts grouped by (site, outcome, exit code): [(site, outcome, exit_code, count, wall seconds)]."""

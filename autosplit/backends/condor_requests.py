@@ -75,9 +75,9 @@ def refresh_requests(task: Any) -> bool:
     """Fit the memory and output models again if enough new reports came since the last fit; returns
     whether it did. One process fits at a time (the others skip); the cache is replaced atomically."""
     with task.ledger() as ledger:
-        n_reports, paths = ledger.newest_reports(MODEL_REPORTS)
+        n_reports = ledger.usable_report_count()
     if not _due(n_reports, _fitted_on(task)):
-        return False
+        return False  # most binds: the report paths are not even read
     with open(task.root / f".{FILE}.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -85,6 +85,8 @@ def refresh_requests(task: Any) -> bool:
             return False
         if not _due(n_reports, _fitted_on(task)):
             return False
+        with task.ledger() as ledger:
+            paths = ledger.newest_reports(MODEL_REPORTS)
         atomic_write_text(task.root / FILE, json.dumps({"reports": n_reports, **_fit(paths)}))
     return True
 
