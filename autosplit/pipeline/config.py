@@ -22,8 +22,8 @@ has a default)::
     target_runtime = "8h"             # seconds, or "90m", "2h30m"
     alpha = 0.05                      # accepted probability that a job reaches the soft limit
     max_tails = 3
-    # probes = 20                     # probe jobs per round (default: one per slot, at most 500, else 20):
-    #                                 # while probes run the other slots would idle anyway
+    # probes = 20                     # probe jobs per round (default: one per slot, at most 500, and no
+    #                                 # more than probe_fraction of the events gives a lumi each)
     # probe_seconds = "30m"           # a probe's soft limit (default: a sixteenth of target_runtime,
     #                                 # 5 to 30 minutes)
     probe_fraction = 0.02             # at most this fraction of the events goes to each probe round

@@ -51,7 +51,7 @@ class AccountingMixin:
             self._pending_mean += float(self._predictions.mean[rows].sum())
         if job.kind != "probe":  # a probe's leftovers were only sampled, not handed back
             book.returns[rows] += 1
-        book.alone[rows[book.crashes[rows] >= 2]] = True
+        book.set_alone(rows[book.crashes[rows] >= 2])
         failed = rows[book.failures[rows] >= self.max_unit_failures]
         # A loss is blamed on a unit only when it ran by itself: a node lost under a shared job says nothing
         # about which of its units (if any) was at fault.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,10 @@ def longest_files_first(rows: np.ndarray, mean: np.ndarray, book, file_id: np.nd
     return rows[np.argsort(rank[group], kind="stable")]
 
 
+#: A refit may quarantine at most this many pending units (or 1 % of them) as too long even alone.
+MAX_HOPELESS_ON_REFIT = 10
+
+
 class BindingMixin:
     """Processing-phase job making of :class:`~autosplit.scheduler.Scheduler` (see the module docstring)."""
 
@@ -64,12 +69,14 @@ class BindingMixin:
         if self._first_prediction is None:
             self._record_first_prediction()
 
-    def _record_first_prediction(self) -> None:
+    def _record_first_prediction(self, model: Any = None) -> None:
         """The total the probes predict (``summary()['predicted_total_cpu_seconds']``): from the model
-        processing starts with, replaced once by the refit on the whole probe round when probes were still
-        running then (the first probes to end are the fast ones: fast nodes, cheap units)."""
-        if hasattr(self.model_, "total_seconds_interval"):
-            low, estimate, high = self.model_.total_seconds_interval(self.dataset.units)
+        processing starts with (or ``model``), replaced once by a fit on the whole probe round's reports
+        when probes were still running then (the first probes to end are the fast ones: fast nodes, cheap
+        units)."""
+        model = self.model_ if model is None else model
+        if hasattr(model, "total_seconds_interval"):
+            low, estimate, high = model.total_seconds_interval(self.dataset.units)
             # The per-run factors (when learned) re-price the runs the probes showed to differ.
             scale = self._run_scale()
             low, estimate, high = low * scale, estimate * scale, high * scale
@@ -98,8 +105,13 @@ class BindingMixin:
         scaled = float(self._predictions.mean.sum())
         return scaled / total if total > 0 and np.isfinite(scaled) else 1.0
 
-    def _refresh_predictions(self) -> None:
-        """Per-unit predictions from the current model; queues re-sorted; oversized units set aside."""
+    def _refresh_predictions(self, refit: bool = False) -> None:
+        """Per-unit predictions from the current model; queues re-sorted; oversized units set aside.
+
+        With ``refit``, a model that would quarantine more than ``MAX_HOPELESS_ON_REFIT`` pending units (and
+        more than 1 % of them) as too long even alone raises :class:`SchedulerError` before anything
+        changes, and the caller keeps its previous model: on ``grid``/``run-cost`` seed 1 one refit
+        quarantined 26,695 of 30,000 units that way."""
         model = self.model_
         units = self.dataset.units
         with warnings.catch_warnings():
@@ -122,6 +134,14 @@ class BindingMixin:
             output = np.asarray(self.output_model.predict_unit_bytes(units), dtype=np.float64)
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             raise SchedulerError("the cost model predicted a non-finite unit time")
+        if refit:
+            waiting = self._book.state == PENDING
+            beyond = int(np.count_nonzero(waiting & (mean + overhead > self.max_job_seconds)))
+            if beyond > max(MAX_HOPELESS_ON_REFIT, 0.01 * int(waiting.sum())):
+                # Quarantine cannot be undone: so many at once is more likely one bad fit than the task.
+                raise SchedulerError(
+                    f"it predicts {beyond} pending units above the longest allowed job even alone"
+                )
         self._predictions = Predictions(mean, std**2, q99, overhead, shared, self._z, output)
         book = self._book
         pending = book.state == PENDING
@@ -139,8 +159,19 @@ class BindingMixin:
                 "resubmit with a larger max runtime",
             )
             pending = book.state == PENDING
-        solo = pending & (alone_q > self._packing_target()) & ~book.alone
+        too_long = alone_q > self._packing_target()
+        oversized = getattr(book, "oversized", None)  # absent from states pickled before it existed
+        if oversized is not None:
+            # Units set apart by an earlier model that this one says fit in a job share jobs again.
+            back = np.flatnonzero(pending & oversized & ~too_long)
+            if back.size:
+                book.alone[back] = oversized[back] = False
+                book.mark(back)
+                book.push_returned(back)
+        solo = pending & too_long & ~book.alone
         book.alone[solo] = True
+        if oversized is not None:
+            oversized[solo] = True
         book.mark(np.flatnonzero(solo))
         alone_rows = np.flatnonzero(pending & book.alone)
         book.alone_queue = alone_rows[np.argsort(-mean[alone_rows], kind="stable")].tolist()

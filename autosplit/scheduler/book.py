@@ -8,7 +8,8 @@ its job was lost or failed without naming a cause (``crashes``) and how often a 
 Pending units wait in three queues, bound in this order:
 
 1. **alone**: units run by themselves (cut off by a kill, named as the cause of a failure, lost with their
-   job twice, or predicted too long to share a job), longest predicted first;
+   job twice, or predicted too long to share a job; only the last are ``oversized``, and a later model
+   that says they fit puts them back with the returned units), longest predicted first;
 2. **returned**: units handed back by soft stops, kills and failures, in planning order;
 3. **fresh**: units never handed out, in planning order (location set, file, run, lumi), read from a
    cursor that only moves forward.
@@ -38,6 +39,8 @@ class UnitBook:
         self.crashes = np.zeros(n, dtype=np.int16)
         self.failures = np.zeros(n, dtype=np.int16)
         self.alone = np.zeros(n, dtype=bool)
+        # Alone only because the model predicted them too long to share a job: freed when a refit disagrees.
+        self.oversized = np.zeros(n, dtype=bool)
         self.order = np.asarray(order, dtype=np.int64)
         self.position = np.empty(n, dtype=np.int64)
         self.position[self.order] = np.arange(n)
@@ -121,6 +124,13 @@ class UnitBook:
             self.alone_queue = [r for r in self.alone_queue if r not in gone]
 
     # ------------------------------------------------------------------ transitions
+    def set_alone(self, rows: np.ndarray) -> None:
+        """These units run by themselves from now on, whatever later predictions say (a cause, not a size)."""
+        self.alone[rows] = True
+        oversized = getattr(self, "oversized", None)  # absent from books pickled before it existed
+        if oversized is not None:
+            oversized[rows] = False
+
     def assign(self, rows: np.ndarray, job_index: int) -> None:
         self.state[rows] = ASSIGNED
         self.job[rows] = job_index

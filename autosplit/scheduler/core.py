@@ -25,8 +25,10 @@ The policy, in the order a task meets it:
    concurrency, never below a floor), so the last jobs are short and end together. No stage waits for
    another: units handed back by a soft stop, a kill or a failure are rebound by the next free slot.
 3. **Learn as it goes.** The model is refitted when the usable reports grew by a quarter (running jobs
-   count as censored); a cost factor per run, shrunk towards 1, re-prices runs the reports show to differ
-   from the model (``run_factors``, :mod:`autosplit.scheduler.groups`); the concurrency, the per-job slot overhead and the failure hazard are observed
+   count as censored; a refit that moves the predicted total more than 3x is used only when the next one
+   agrees); a cost factor per run, shrunk towards 1, re-prices runs the reports show to differ from each
+   other, leaving the level to the model (``run_factors``, :mod:`autosplit.scheduler.groups`); units set
+   apart as too long to share a job share jobs again when a refit says they fit; the concurrency, the per-job slot overhead and the failure hazard are observed
    from the driver's calls. With failures and no checkpointing, the packing target shrinks towards Young's
    optimum ``sqrt(2 * overhead / hazard)``, trading per-job overhead against work lost with a job.
 4. **Give up with a reason.** A unit named as the cause of ``max_unit_failures`` failures, or lost with its
@@ -397,7 +399,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             job.outcome = "failed"
         reason = None
         if cut.size:
-            book.alone[cut] = True
+            book.set_alone(cut)
             spent = _in_progress_seconds(report)
             wall = self.max_job_seconds
             if killed and (spent >= 0.8 * wall or (job.kind == "alone" and job.hard >= wall)):
@@ -417,7 +419,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             culprit = blamed[np.isin(blamed, rest)]
             if culprit.size:
                 book.failures[culprit] += 1
-                book.alone[culprit] = True
+                book.set_alone(culprit)
             else:
                 book.crashes[rest] += 1
         quarantined = self._hand_back(job, rest, reason)
@@ -580,6 +582,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         book.crashes[rows] = 0
         book.failures[rows] = 0
         book.alone[rows] = False
+        if getattr(book, "oversized", None) is not None:
+            book.oversized[rows] = False
         for row in was_quarantined.tolist():
             book.reason_of.pop(row, None)
         book.mark(rows)

@@ -7,6 +7,11 @@ units by their predicted shares) adds its seconds to its run's observed total an
 run's predicted total. A run's factor is the shrunk ratio ``(observed + tau) / (predicted + tau)``, where
 ``tau`` is the predicted seconds of ``prior_units`` typical units: runs with few measurements stay near 1.
 Ratios of single units (or jobs) are capped at ``cap`` so one straggler does not re-price a whole run.
+The observed seconds are first scaled so that, over all measured units, they sum to the predicted seconds:
+the factors re-price runs against each other and leave the level to the cost model, which also counts
+what the measured units leave out (units cut off while they ran, the tail beyond the cap). Without that,
+a heavy-tailed workload's factors came out below 1 on every run and undid the model's censoring level
+(the probes' prediction of the total was 0.80 of the truth on ``grid``/``heavy-tail``, the model's 0.96).
 
 The job-wide spread (``shared_cv``) is scaled down by how much the factors tighten the measured jobs'
 ratios (leave-one-job-out, so a job does not explain itself), never up.
@@ -74,6 +79,9 @@ class RunFactors:
             return ones, 1.0
         rows, job, pred, obs = rows[ok], job[ok], pred[ok], obs[ok]
         obs = np.minimum(obs, self.cap * pred)
+        # Relative to the model's level: the measured seconds leave out what the model's level holds (units
+        # cut off while they ran, the capped tail), so without this the factors would undo it.
+        obs = obs * (pred.sum() / obs.sum()) if obs.sum() > 0 else obs
         run = self.run_index[rows].astype(np.int64)
         tau = self.prior_units * float(np.median(pred))
         O_r = np.bincount(run, weights=obs, minlength=self.n_runs)

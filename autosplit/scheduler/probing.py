@@ -56,18 +56,29 @@ def draw_round(
     probe_fraction: float,
     model=None,
     seed: int = 0,
+    fixed_count: bool = False,
 ) -> ProbeRound:
     """Draw round ``number``'s sample from the ``pending`` rows of ``dataset`` (see the module docstring).
 
-    The event budget is ``probe_fraction`` of the pending events, but never so small that some probe gets
-    no unit. Each round has its own seed (:func:`~autosplit.estimators.probes.probe_round_seed`, offset by ``seed``).
+    The event budget is ``probe_fraction`` of the pending events. Unless ``fixed_count`` (the user set the
+    number of probes), there are no more probes than can each get a unit within it
+    (:func:`~autosplit.estimators.probes.probes_within_budget`); otherwise the budget grows so that every
+    probe gets a unit. Each round has its own seed (:func:`~autosplit.estimators.probes.probe_round_seed`, offset by ``seed``).
     """
     # Imported here: the estimators come with polars, which a job script accounting for a job does not need.
-    from autosplit.estimators.probes import choose_probes, probe_budget, probe_round_seed
+    from autosplit.estimators.probes import (
+        choose_probes,
+        probe_budget,
+        probe_round_seed,
+        probes_within_budget,
+    )
 
     units = dataset.units[pending]
+    events = units["events"].to_numpy()
     n_probes = int(max(1, min(n_probes, units.height)))
-    budget = probe_budget(units["events"].to_numpy(), n_probes, probe_fraction)
+    if not fixed_count:
+        n_probes = probes_within_budget(events, n_probes, probe_fraction)
+    budget = probe_budget(events, n_probes, probe_fraction)
     chosen = choose_probes(
         units,
         n_probes,
@@ -124,6 +135,7 @@ class ProbingMixin:
             probe_fraction=self.probe_fraction,
             model=self.model_,
             seed=self.seed + 7919 * getattr(self, "_lost_rounds", 0),
+            fixed_count=bool(self.probes),
         )
         self._round_checked_at = -1
 
