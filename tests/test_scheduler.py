@@ -606,10 +606,9 @@ def test_lost_and_crashed_jobs_quarantine_a_unit_only_after_losses_while_alone()
     assert all("lost 4 time(s)" in r for r in reasons), reasons
 
 
-def test_the_probes_prediction_comes_from_the_whole_round_not_its_fast_half() -> None:
-    """Processing starts once half of the probes reported, but those are the probes on fast nodes; the
-    benchmark found the probes' predicted total 10-50 % low for that reason. When the last probe of the
-    round ends, the model is refitted on all of them and gives the prediction."""
+def _twenty_probes():
+    """A 400-unit task with its 20 probes handed out, and ``finish(req, speed, now)`` to report a job whose
+    units take ``speed`` seconds per event."""
     ds = dataset(400)
     run, lumi = ds.units["run"].to_numpy(), ds.units["lumi"].to_numpy()
     events = ds.units["events"].to_numpy()
@@ -617,7 +616,6 @@ def test_the_probes_prediction_comes_from_the_whole_round_not_its_fast_half() ->
         ds, target_runtime=3600, probe_seconds=600, grace_seconds=5, slots=20, probes=20, rel_precision=0.5
     )
     probes = sched.next_jobs(free_slots=20, now=0.0)
-    assert len(probes) == 20 and all(p.stage.startswith("probe") for p in probes)
 
     def finish(req, speed: float, now: float) -> None:
         units = [
@@ -626,6 +624,17 @@ def test_the_probes_prediction_comes_from_the_whole_round_not_its_fast_half() ->
         ]
         wall = 30.0 + sum(u["seconds"] for u in units)
         sched.job_finished(JobReport(job_id=req.job_id, site="T2_A", units=units, wall_seconds=wall), now=now)
+
+    return ds, sched, probes, finish
+
+
+def test_the_probes_prediction_comes_from_the_whole_round_not_its_fast_half() -> None:
+    """Processing starts once half of the probes reported, but those are the probes on fast nodes; the
+    benchmark found the probes' predicted total 10-50 % low for that reason. When the last probe of the
+    round ends, the model is refitted on all of them and gives the prediction."""
+    ds, sched, probes, finish = _twenty_probes()
+    events = ds.units["events"].to_numpy()
+    assert len(probes) == 20 and all(p.stage.startswith("probe") for p in probes)
 
     for k, req in enumerate(probes[:10]):  # fast nodes end first
         finish(req, 0.6, now=100.0 + k)
@@ -646,21 +655,8 @@ def test_the_probes_prediction_is_not_pulled_by_processing_jobs_that_ended_befor
     """Processing starts on the first half of the probes; the jobs that end before the last probe are the
     short ones. The probes' prediction comes from the probe reports alone (a fit on everything mixed them
     in and, with node failures, over-predicted the task by up to 1.5x on the benchmark's grid pool)."""
-    ds = dataset(400)
-    run, lumi = ds.units["run"].to_numpy(), ds.units["lumi"].to_numpy()
+    ds, sched, probes, finish = _twenty_probes()
     events = ds.units["events"].to_numpy()
-    sched = asp.Scheduler(
-        ds, target_runtime=3600, probe_seconds=600, grace_seconds=5, slots=20, probes=20, rel_precision=0.5
-    )
-    probes = sched.next_jobs(free_slots=20, now=0.0)
-
-    def finish(req, speed: float, now: float) -> None:
-        units = [
-            {"run": int(run[r]), "lumi": int(lumi[r]), "events": int(events[r]), "seconds": events[r] * speed}
-            for r in req.rows
-        ]
-        wall = 30.0 + sum(u["seconds"] for u in units)
-        sched.job_finished(JobReport(job_id=req.job_id, site="T2_A", units=units, wall_seconds=wall), now=now)
 
     for k, req in enumerate(probes[:10]):
         finish(req, 1.0, now=100.0 + k)
