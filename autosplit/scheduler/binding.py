@@ -134,24 +134,22 @@ class BindingMixin:
             output = np.asarray(self.output_model.predict_unit_bytes(units), dtype=np.float64)
         if not (np.isfinite(mean).all() and np.isfinite(std).all()):
             raise SchedulerError("the cost model predicted a non-finite unit time")
-        if refit:
-            waiting = self._book.state == PENDING
-            beyond = int(np.count_nonzero(waiting & (mean + overhead > self.max_job_seconds)))
-            if beyond > max(MAX_HOPELESS_ON_REFIT, 0.01 * int(waiting.sum())):
-                # Quarantine cannot be undone: so many at once is more likely one bad fit than the task.
-                raise SchedulerError(
-                    f"it predicts {beyond} pending units above the longest allowed job even alone"
-                )
-        self._predictions = Predictions(mean, std**2, q99, overhead, shared, self._z, output)
         book = self._book
         pending = book.state == PENDING
-        self._pending_mean = float(mean[pending].sum())
-        # Units that cannot share a job: alone, longest first; beyond the hard limit even alone: quarantined.
-        alone_q = self._predictions.alone_quantile()
         # Hopeless: expected to outlast the wall-time limit alone (an upper quantile beyond it is no proof;
         # such a unit runs alone, up to the limit).
         hopeless = pending & (mean + overhead > self.max_job_seconds)
-        if hopeless.any():
+        beyond = int(np.count_nonzero(hopeless))
+        if refit and beyond > max(MAX_HOPELESS_ON_REFIT, 0.01 * int(np.count_nonzero(pending))):
+            # Quarantine cannot be undone: so many at once is more likely one bad fit than the task.
+            raise SchedulerError(
+                f"it predicts {beyond} pending units above the longest allowed job even alone"
+            )
+        self._predictions = Predictions(mean, std**2, q99, overhead, shared, self._z, output)
+        self._pending_mean = float(mean[pending].sum())
+        # Units that cannot share a job: alone, longest first; beyond the hard limit even alone: quarantined.
+        alone_q = self._predictions.alone_quantile()
+        if beyond:
             rows = np.flatnonzero(hopeless)
             self._quarantine(
                 rows,
@@ -160,19 +158,9 @@ class BindingMixin:
             )
             pending = book.state == PENDING
         too_long = alone_q > self._packing_target()
-        oversized = getattr(book, "oversized", None)  # absent from states pickled before it existed
-        if oversized is not None:
-            # Units set apart by an earlier model that this one says fit in a job share jobs again.
-            back = np.flatnonzero(pending & oversized & ~too_long)
-            if back.size:
-                book.alone[back] = oversized[back] = False
-                book.mark(back)
-                book.push_returned(back)
-        solo = pending & too_long & ~book.alone
-        book.alone[solo] = True
-        if oversized is not None:
-            oversized[solo] = True
-        book.mark(np.flatnonzero(solo))
+        # Units set apart by an earlier model that this one says fit in a job share jobs again.
+        book.release_oversized(np.flatnonzero(pending & book.oversized & ~too_long))
+        book.set_oversized(np.flatnonzero(pending & too_long & ~book.alone))
         alone_rows = np.flatnonzero(pending & book.alone)
         book.alone_queue = alone_rows[np.argsort(-mean[alone_rows], kind="stable")].tolist()
         book.returned = book.returned[~book.alone[book.returned]]

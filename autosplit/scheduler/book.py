@@ -56,6 +56,11 @@ class UnitBook:
         self.alone_queue: list[int] = []
         self._dirty: list[np.ndarray] = []
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "oversized" not in state:  # books pickled before it existed: every alone unit stays alone
+            self.oversized = np.zeros(self.n, dtype=bool)
+
     # ------------------------------------------------------------------ change tracking
     def mark(self, rows: np.ndarray) -> None:
         """Note that these units changed (state, counters or flags) since the last :meth:`take_dirty`."""
@@ -127,9 +132,20 @@ class UnitBook:
     def set_alone(self, rows: np.ndarray) -> None:
         """These units run by themselves from now on, whatever later predictions say (a cause, not a size)."""
         self.alone[rows] = True
-        oversized = getattr(self, "oversized", None)  # absent from books pickled before it existed
-        if oversized is not None:
-            oversized[rows] = False
+        self.oversized[rows] = False
+
+    def set_oversized(self, rows: np.ndarray) -> None:
+        """These units run by themselves while the model predicts them too long to share a job."""
+        self.alone[rows] = self.oversized[rows] = True
+        self.mark(rows)
+
+    def release_oversized(self, rows: np.ndarray) -> None:
+        """Oversized units a later model says fit in a job: back with the returned units."""
+        if rows.size == 0:
+            return
+        self.alone[rows] = self.oversized[rows] = False
+        self.mark(rows)
+        self.push_returned(rows)
 
     def assign(self, rows: np.ndarray, job_index: int) -> None:
         self.state[rows] = ASSIGNED

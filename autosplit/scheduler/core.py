@@ -581,9 +581,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         book.returns[rows] = 0
         book.crashes[rows] = 0
         book.failures[rows] = 0
-        book.alone[rows] = False
-        if getattr(book, "oversized", None) is not None:
-            book.oversized[rows] = False
+        book.alone[rows] = book.oversized[rows] = False
         for row in was_quarantined.tolist():
             book.reason_of.pop(row, None)
         book.mark(rows)
