@@ -180,7 +180,7 @@ def test_a_falling_drift_bound_is_approached_by_small_jobs():
 
 
 @pytest.mark.parametrize("drift", [Drift(0.5, 4 * 3600.0), Drift(-0.4, 4 * 3600.0), None])
-@pytest.mark.parametrize("name", ["clairvoyant", "crab3", "coffea", "autosplit"])
+@pytest.mark.parametrize("name", ["clairvoyant", "informed", "crab3", "coffea", "autosplit"])
 def test_no_policy_beats_the_bound_with_drift_and_heterogeneous_sites(name, drift):
     workload = replace(wl.by_name("sites", TINY), drift=drift)
     dataset, truth, pool = workload.build(3, failures=False)
@@ -190,6 +190,24 @@ def test_no_policy_beats_the_bound_with_drift_and_heterogeneous_sites(name, drif
         result = Simulation(dataset, truth, p, seed=1).run(POLICIES[name](workload))
         assert result.units["done"] + result.units["quarantined"] + result.units["lost"] == dataset.n_units
         assert result.makespan >= lower_bound(truth, p)
+
+
+def test_informed_plans_with_each_units_expected_cost_not_this_runs_draw():
+    """``informed`` sees what the dataset shows (events, pile-up) and nothing of the per-lumi noise: its
+    planning costs keep the level and the feature-driven shape of the truth but not the 8x lumis."""
+    from benchmarks.peers.clairvoyant import expected_seconds
+
+    workload = wl.by_name("slow-lumis", TINY)
+    dataset, truth, pool = workload.build(0, failures=False)
+    expected = expected_seconds(workload)
+    assert expected.sum() == pytest.approx(truth.seconds.sum(), rel=0.05)
+    ratio = truth.seconds / expected
+    assert (ratio > 3).mean() == pytest.approx(0.10, abs=0.04), "the 8x lumis are not in the expectation"
+    assert np.corrcoef(expected, dataset.units["events"].to_numpy())[0, 1] > 0.5, "the features are"
+    policy = POLICIES["informed"](workload)
+    assert policy.name == "informed" and np.array_equal(policy.planning_seconds, expected)
+    result = Simulation(dataset, truth, pool, seed=0).run(policy)
+    assert result.units["done"] == dataset.n_units
 
 
 def test_the_longest_unit_bounds_a_task_of_one_huge_lumi():

@@ -29,8 +29,9 @@ The policy, in the order a task meets it:
    agrees); a cost factor per run, shrunk towards 1, re-prices runs the reports show to differ from each
    other, leaving the level to the model (``run_factors``, :mod:`autosplit.scheduler.groups`); units set
    apart as too long to share a job share jobs again when a refit says they fit; the concurrency, the per-job slot overhead and the failure hazard are observed
-   from the driver's calls. With failures and no checkpointing, the packing target shrinks towards Young's
-   optimum ``sqrt(2 * overhead / hazard)``, trading per-job overhead against work lost with a job.
+   from the driver's calls. With failures and no checkpointing, a job's expected length is held to Young's
+   optimum ``sqrt(2 * overhead / hazard)``, trading per-job overhead against work lost with a job (its
+   ``(1 - alpha)`` quantile still answers to the target).
 4. **Give up with a reason.** A unit named as the cause of ``max_unit_failures`` failures, or lost with its
    job ``max_crashes`` times (alone after the second; the last loss while alone), is quarantined; so is a unit whose predicted mean
    alone exceeds ``max_job_seconds``, and a unit killed after running most of ``max_job_seconds`` (or killed at
@@ -169,7 +170,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         rest. 0 turns it off. The default was chosen on the training workloads of
         ``benchmarks/run_quality.py`` (0, 0.5, 1 and 2 compared over six seeds).
     failure_aware:
-        Shrink the packing target under an observed failure hazard (see the module docstring).
+        Hold a job's expected length to Young's optimum under an observed failure hazard (see the module
+        docstring).
     checkpoint_seconds:
         Jobs commit finished units every this many seconds (their loss on a failure is bounded, so the
         target is not shrunk for failures); ``None`` when they do not.
@@ -490,6 +492,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             "slot_overhead_seconds": observer.slot_overhead(),
             "failure_rate_per_hour": observer.hazard() * 3600.0,
             "packing_target_seconds": self._packing_target() if self._predictions else None,
+            "failure_cap_seconds": self._failure_cap_or_none(),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -517,6 +520,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             "slot_overhead_seconds": observer.slot_overhead(),
             "failure_rate_per_hour": observer.hazard() * 3600.0,
             "packing_target_seconds": self._packing_target() if self._predictions else None,
+            "failure_cap_seconds": self._failure_cap_or_none(),
             "fits": self._fits,
             "predicted_total_cpu_seconds": self._first_prediction,
             "notes": list(self._notes),
@@ -716,6 +720,13 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             if not late:
                 self._refit_on_whole_round(now)
         self._check_done()
+
+    def _failure_cap_or_none(self) -> float | None:
+        """Young's cap on a job's expected length (seconds), ``None`` while it does not apply."""
+        if self._predictions is None:
+            return None
+        cap = self._failure_cap()
+        return cap if math.isfinite(cap) else None
 
     def _concurrency(self) -> int:
         return max(self._observer.concurrency(), self.slots or 1)

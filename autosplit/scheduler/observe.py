@@ -7,12 +7,16 @@ slots, reports and failures with their times).
 * **Slot overhead**: seconds a job holds its slot beyond its payload (queueing share, set-up, stage-in and
   stage-out): time from the request to the report minus the payload's wall time.
 * **Failure hazard**: jobs lost (no report) per second of slot time, the rate of a Poisson process.
+* **Slots per site**: the most jobs whose payloads ran at once at each site (:func:`slots_per_site`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
 
 
 class PoolObserver:
@@ -67,3 +71,22 @@ class PoolObserver:
         if self.n_lost < min_events or self.exposure_seconds <= 0:
             return 0.0
         return self.n_lost / self.exposure_seconds
+
+
+def slots_per_site(sites: Sequence[str], starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
+    """The most jobs seen running at once at each site: a lower bound of its slots the task got.
+
+    ``sites``, ``starts`` and ``ends`` (seconds) describe one job each; a job ending at the moment another
+    starts does not overlap it. Jobs without a site (``""``) are left out.
+    """
+    starts = np.asarray(starts, dtype=np.float64)
+    ends = np.asarray(ends, dtype=np.float64)
+    out: dict[str, int] = {}
+    names = np.asarray(sites, dtype=object)
+    for site in sorted({s for s in sites if s}):
+        mine = names == site
+        times = np.concatenate([starts[mine], ends[mine]])
+        steps = np.concatenate([np.ones(int(mine.sum())), -np.ones(int(mine.sum()))])
+        order = np.lexsort((steps, times))  # at equal times, ends (-1) before starts (+1)
+        out[site] = int(np.cumsum(steps[order]).max())
+    return out

@@ -3,7 +3,8 @@
 Each module has a ``make(workload, **params)`` building its policy for a benchmark workload
 (:mod:`benchmarks.workloads`); :data:`POLICIES` lists them in table order.
 
-* :mod:`.clairvoyant` — the bound policy: true costs, LPT order, factoring, the true slot count;
+* :mod:`.clairvoyant` — the bound policy: true costs, LPT order, factoring, the true slot count; and, as
+  ``informed``, the same with each unit's expected cost (a perfect model, no foreknowledge of the noise);
 * :mod:`.autosplit` — :class:`autosplit.Scheduler` with per-unit timings (noisy) and, as
   ``autosplit-fjr``, with job-level timings only;
 * :mod:`.crab3` — CMS CRAB3 Automatic splitting (crab3.md §1);
@@ -23,6 +24,7 @@ from benchmarks.peers.bound import bound_row
 
 POLICIES: dict[str, Callable[..., Any]] = {
     "clairvoyant": clairvoyant.make,
+    "informed": clairvoyant.make_informed,
     "autosplit": autosplit.make,
     "autosplit-fjr": autosplit.make_fjr,
     "crab3": crab3.make,
