@@ -607,8 +607,8 @@ def test_lost_and_crashed_jobs_quarantine_a_unit_only_after_losses_while_alone()
 
 
 def _twenty_probes():
-    """A 400-unit task with its 20 probes handed out, and ``finish(req, speed, now, site)`` to report a job
-    whose units take ``speed`` seconds per event (``now=None``: the job started at 0)."""
+    """A 400-unit task with its 20 probes handed out, and ``finish(req, speed, now, site, start)`` to report
+    a job whose units take ``speed`` seconds per event (``now=None``: it ran from ``start``)."""
     ds = dataset(400)
     run, lumi = ds.units["run"].to_numpy(), ds.units["lumi"].to_numpy()
     events = ds.units["events"].to_numpy()
@@ -617,14 +617,14 @@ def _twenty_probes():
     )
     probes = sched.next_jobs(free_slots=20, now=0.0)
 
-    def finish(req, speed: float, now: float | None, site: str = "T2_A") -> None:
+    def finish(req, speed: float, now: float | None, site: str = "T2_A", start: float = 0.0) -> None:
         units = [
             {"run": int(run[r]), "lumi": int(lumi[r]), "events": int(events[r]), "seconds": events[r] * speed}
             for r in req.rows
         ]
         wall = 30.0 + sum(u["seconds"] for u in units)
         report = JobReport(job_id=req.job_id, site=site, units=units, wall_seconds=wall)
-        sched.job_finished(report, now=wall if now is None else now)
+        sched.job_finished(report, now=start + wall if now is None else now)
 
     return ds, sched, probes, finish
 
@@ -741,17 +741,25 @@ def test_under_failures_youngs_optimum_holds_a_jobs_mean_not_its_quantile() -> N
     assert sched.summary()["failure_cap_seconds"] is None, "no failure seen: no cap"
 
     observer = sched._observer
+    observer.overheads = [500.0]  # each job holds its slot 500 s beyond its payload
     observer.n_lost, observer.exposure_seconds = 10, 10 * 200_000.0  # a loss per 200,000 slot-s
     cap = sched._failure_cap()
     overhead = sched._job_overhead()
-    assert cap == pytest.approx((2.0 * max(overhead, 60.0) * 200_000.0) ** 0.5)
+    assert overhead > 500.0
+    assert cap == pytest.approx((2.0 * overhead * 200_000.0) ** 0.5)
     assert sched.summary()["failure_cap_seconds"] == pytest.approx(cap)
     job = sched.next_jobs(free_slots=1, now=1.0)[0]
     assert job.predicted_seconds < calm.predicted_seconds, "the cap shortens jobs"
-    slot = observer.slot_overhead(default=0.0)
-    assert slot + job.predicted_seconds <= cap + 1e-6, "the expected length stays within the cap"
-    assert slot + job.predicted_seconds > 0.8 * cap, "and uses most of it"
+    assert 500.0 + job.predicted_seconds <= cap + 1e-6, "the expected length, slot overhead included, fits"
+    assert 500.0 + job.predicted_seconds > 0.8 * cap, "and uses most of it"
     assert job.meta["predicted_quantile"] > cap, "the upper quantile is not held to the cap"
+
+    # With a target below four job overheads the cap would not shorten anything: it does not apply.
+    short = asp.Scheduler(ds, target_runtime=1500, model=done.model_, grace_seconds=5, slots=4)
+    short._observer.overheads = [500.0]
+    short._observer.n_lost, short._observer.exposure_seconds = 10, 10 * 200_000.0
+    short.next_jobs(free_slots=1, now=0.0)
+    assert short._failure_cap() == float("inf") and short.summary()["failure_cap_seconds"] is None
 
 
 def test_slots_per_site_counts_the_most_jobs_running_at_once_at_each_site() -> None:
@@ -763,20 +771,25 @@ def test_slots_per_site_counts_the_most_jobs_running_at_once_at_each_site() -> N
     # A: [0,10) [5,15) [10,20): two at once (one ends as the next starts); B one after the other.
     assert slots_per_site(sites, starts, ends) == {"A": 2, "B": 1}
     assert slots_per_site([], np.zeros(0), np.zeros(0)) == {}
+    assert slots_per_site(["C"], np.array([4.0]), np.array([4.0])) == {"C": 1}, "a job of no length counts"
 
 
 def test_the_probes_prediction_weighs_each_site_by_its_share_of_the_work() -> None:
-    """A probe round puts one probe on each slot, so the probes weigh the sites by their slots; the task's
-    work goes to a site in proportion to its slots times its speed. Two sites of 10 slots each, one 3x
-    slower: the fast site does 3/4 of the work, so the task costs 0.75 s per event, not the probes' 1.0
-    (on the benchmark's ``sites`` pool the probes' mix over-predicted the task by 8-14 %)."""
+    """A probe round puts about one probe on each slot, so the probes weigh the sites by their slots; the
+    task's work goes to a site in proportion to its slots times its speed. Ten slots at 0.5 s per event and
+    five at 1.5 s (its ten probes run in two waves): the task costs 15 / (10 / 0.5 + 5 / 1.5) = 0.64 s per
+    event, not the probes' 1.0 (on the benchmark's ``sites`` pool the probes' mix over-predicted the task by
+    8-14 %)."""
     ds, sched, probes, finish = _twenty_probes()
     events = ds.units["events"].to_numpy()
-    for k, req in enumerate(probes):  # every probe started at 0; fast and slow end in turn
-        finish(req, 0.5 if k % 2 == 0 else 1.5, None, "T2_FAST" if k % 2 == 0 else "T2_SLOW")
+    fast, slow = probes[0::2], probes[1::2]
+    for req in fast:
+        finish(req, 0.5, None, "T2_FAST")
+    for wave, reqs in ((0.0, slow[:5]), (10_000.0, slow[5:])):
+        for req in reqs:
+            finish(req, 1.5, None, "T2_SLOW", start=wave)
     model = sched.model_
     assert model.site_factors_["T2_SLOW"] / model.site_factors_["T2_FAST"] > 2.5, "the sites' speeds are seen"
     predicted = sched.summary()["predicted_total_cpu_seconds"]["estimate"]
-    mix = 20 / (10 / 0.5 + 10 / 1.5)  # seconds per event with each site's share of the work
+    mix = 15 / (10 / 0.5 + 5 / 1.5)  # seconds per event with each site's share of the work
     assert predicted / (mix * events.sum()) == pytest.approx(1.0, abs=0.05)
-    assert predicted < 0.85 * events.sum(), "the probes' own mix (1.0 s per event) over-predicts"

@@ -483,3 +483,14 @@ def test_serve_command_explains_itself_and_warns_off_loopback() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1") and not is_loopback("example.org")
     missing = CliRunner().invoke(cli, ["serve", f"/nonexistent-{time.time()}"])
     assert missing.exit_code == 2 and "no such directory" in missing.output
+
+
+def test_the_failure_cap_is_shown_only_while_failures_shorten_jobs() -> None:
+    from autosplit.web.views import estimate_rows
+
+    calm = {"estimates": {"packing_target_seconds": 28_800.0, "failure_cap_seconds": None}}
+    assert [r["key"] for r in estimate_rows(calm, final=False)] == ["packing_target_seconds"]
+    failing = {"estimates": {"packing_target_seconds": 28_800.0, "failure_cap_seconds": 14_400.0}}
+    rows = {r["key"]: r for r in estimate_rows(failing, final=False)}
+    assert rows["failure_cap_seconds"]["value"] == web_format.duration(14_400.0)
+    assert rows["failure_cap_seconds"]["note"] == "under failures"

@@ -118,6 +118,7 @@ def estimate_info(scheduler: Scheduler) -> dict[str, Any]:
     info.update(
         concurrency=light["concurrency"],
         packing_target_seconds=light["packing_target_seconds"],
+        failure_cap_seconds=light["failure_cap_seconds"],
         failure_rate_per_hour=light["failure_rate_per_hour"],
         slot_overhead_seconds=light["slot_overhead_seconds"],
     )

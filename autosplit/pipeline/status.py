@@ -252,6 +252,7 @@ def _estimates(info: dict[str, Any] | None) -> dict[str, Any] | None:
         "jobs_measured": model.get("jobs"),
         "concurrency": info.get("concurrency"),
         "packing_target_seconds": info.get("packing_target_seconds"),
+        "failure_cap_seconds": info.get("failure_cap_seconds"),
         "failure_rate_per_hour": info.get("failure_rate_per_hour"),
     }
 

@@ -7,7 +7,8 @@ the packing target and its predicted payload within the size budget:
 
 * the **packing target** is the target runtime (the soft limit);
 * under an observed failure hazard (without checkpointing) the job's **expected** length is held to Young's
-  optimum ``sqrt(2 * overhead / hazard)`` (:meth:`BindingMixin._failure_cap`);
+  optimum ``sqrt(2 * overhead / hazard)`` (:meth:`BindingMixin._failure_cap`): the size budget below is
+  capped by it too;
 * the **size budget** is the predicted work left per slot (pending units plus what the running jobs still
   have to do, over the observed concurrency) divided by ``factoring`` and by ``1 + spread_margin * shared_cv``
   (the model's job-to-job spread: site and node speed, parameter and shape uncertainty), never below
@@ -102,8 +103,10 @@ class BindingMixin:
         The slots are the most probes seen running at once there; the speed is the model's site factor. On
         the ``sites`` workloads (sites 0.7x/1.0x/1.8x) the probes' mix over-predicted the task by 8-14 %."""
         factors = getattr(model, "site_factors_", None)
-        if not factors or len(factors) < 2 or not hasattr(model, "set_params"):
+        if not factors or len(factors) < 2 or not hasattr(model, "get_params"):
             return model
+        if "site_weights" not in model.get_params() or model.get_params()["site_weights"]:
+            return model  # a model without the parameter, or destinations the caller chose
         sites, starts, ends = [], [], []
         for report in self._reports:
             index = self._by_id.get(report.job_id)
@@ -117,7 +120,7 @@ class BindingMixin:
             starts.append(job.ended_at - wall)
             ends.append(job.ended_at)
         slots = slots_per_site(sites, np.array(starts), np.array(ends))
-        weights = {site: n / factors[site] for site, n in slots.items() if factors.get(site, 0) > 0}
+        weights = {site: n / factors[site] for site, n in slots.items() if n > 0 and factors.get(site, 0) > 0}
         if len(weights) < 2:
             return model
         return copy.copy(model).set_params(site_weights=weights)
@@ -209,26 +212,29 @@ class BindingMixin:
             )
 
     def _packing_target(self) -> float:
-        """Seconds a job's ``(1 - alpha)`` runtime quantile must stay within: the target (its soft limit)."""
+        """Seconds a job's ``(1 - alpha)`` runtime quantile must stay within: the target (its soft limit).
+        One place for it: the binding, the too-long test and the summary all read it here."""
         return self.target_runtime
 
     def _failure_cap(self) -> float:
         """Seconds a job's *expected* length (slot overhead, set-up and payload) may reach under the observed
-        failure hazard without checkpointing: Young's optimum ``sqrt(2 * overhead / hazard)``, within
-        ``[max(4 overheads, target / 8), target]``; infinite while no failure hazard is seen.
+        failure hazard without checkpointing: Young's optimum ``sqrt(2 * overhead / hazard)``, at least four
+        job overheads (and 240 s) and an eighth of the target; infinite while no failure hazard is seen or
+        when that is no shorter than a job at the target (slot overhead plus the target).
 
         Young's optimum balances the expected work a failure loses against the overhead of more jobs, so it
         bounds a job's mean, not a quantile. Holding the ``(1 - alpha)`` quantile to it instead made jobs on
         spread-out workloads a half to a quarter of the optimum: on the ``grid`` training workloads with node
         failures, 1.5-2x as many jobs, more makespan and more waste (``heavy-tail``: 19,500 jobs against
-        9,500, waste 1.48x CRAB3's against 0.95x)."""
-        target = self.target_runtime
+        9,500, waste 1.48x CRAB3's against 0.95x). The floor of four overheads leaves a job at least three
+        overheads of payload."""
         hazard = self._observer.hazard()
         if not self.failure_aware or hazard <= 0 or self.checkpoint_seconds is not None:
             return math.inf
-        overhead = self._job_overhead()
-        young = math.sqrt(2.0 * max(overhead, 60.0) / hazard)
-        return float(min(target, max(young, 4.0 * max(overhead, 60.0), target / 8.0)))
+        overhead = max(self._job_overhead(), 60.0)
+        cap = max(math.sqrt(2.0 * overhead / hazard), 4.0 * overhead, self.target_runtime / 8.0)
+        at_target = self.target_runtime + self._observer.slot_overhead(default=0.0)
+        return float(cap) if cap < at_target else math.inf
 
     def _job_overhead(self) -> float:
         """Seconds a job costs its slot beyond its units: outside the payload (observed) and inside it

@@ -173,8 +173,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         Hold a job's expected length to Young's optimum under an observed failure hazard (see the module
         docstring).
     checkpoint_seconds:
-        Jobs commit finished units every this many seconds (their loss on a failure is bounded, so the
-        target is not shrunk for failures); ``None`` when they do not.
+        Jobs commit finished units every this many seconds (their loss on a failure is bounded, so jobs are
+        not shortened for failures); ``None`` when they do not.
     max_files_per_job, max_events_per_job, max_output_bytes, output_model:
         Caps per job (output bytes need ``output_model`` with ``predict_unit_bytes``).
     split_on_run:

@@ -74,10 +74,12 @@ class PoolObserver:
 
 
 def slots_per_site(sites: Sequence[str], starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
-    """The most jobs seen running at once at each site: a lower bound of its slots the task got.
+    """The most jobs seen running at once at each site (at least 1 for a site with a job): an estimate of
+    the slots the task got there.
 
     ``sites``, ``starts`` and ``ends`` (seconds) describe one job each; a job ending at the moment another
-    starts does not overlap it. Jobs without a site (``""``) are left out.
+    starts does not overlap it. Jobs without a site (``""``) are left out. The times are when the driver saw
+    each job start and end, so jobs it saw late may look more overlapped than they were.
     """
     starts = np.asarray(starts, dtype=np.float64)
     ends = np.asarray(ends, dtype=np.float64)
@@ -88,5 +90,5 @@ def slots_per_site(sites: Sequence[str], starts: np.ndarray, ends: np.ndarray) -
         times = np.concatenate([starts[mine], ends[mine]])
         steps = np.concatenate([np.ones(int(mine.sum())), -np.ones(int(mine.sum()))])
         order = np.lexsort((steps, times))  # at equal times, ends (-1) before starts (+1)
-        out[site] = int(np.cumsum(steps[order]).max())
+        out[site] = max(int(np.cumsum(steps[order]).max()), 1)
     return out

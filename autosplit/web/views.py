@@ -125,6 +125,13 @@ def estimate_rows(status: dict[str, Any], final: bool) -> list[dict[str, str]]:
     if number(est.get("concurrency")) is not None:
         add("concurrency", "jobs at once", count(est["concurrency"]), "observed")
     add("packing_target_seconds", "job runtime aimed at", duration(est.get("packing_target_seconds")))
+    if number(est.get("failure_cap_seconds")) is not None:
+        add(
+            "failure_cap_seconds",
+            "mean job length held to",
+            duration(est["failure_cap_seconds"]),
+            "under failures",
+        )
     if number(est.get("failure_rate_per_hour")) is not None:
         add("failure_rate_per_hour", "jobs lost", f"{sig(est['failure_rate_per_hour'], 3)} per slot-hour")
     return rows

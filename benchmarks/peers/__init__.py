@@ -4,7 +4,8 @@ Each module has a ``make(workload, **params)`` building its policy for a benchma
 (:mod:`benchmarks.workloads`); :data:`POLICIES` lists them in table order.
 
 * :mod:`.clairvoyant` — the bound policy: true costs, LPT order, factoring, the true slot count; and, as
-  ``informed``, the same with each unit's expected cost (a perfect model, no foreknowledge of the noise);
+  ``informed``, the same with each unit's expected cost (a static plan with a perfect model of the
+  features, no foreknowledge of the noise: a reference, not a bound);
 * :mod:`.autosplit` — :class:`autosplit.Scheduler` with per-unit timings (noisy) and, as
   ``autosplit-fjr``, with job-level timings only;
 * :mod:`.crab3` — CMS CRAB3 Automatic splitting (crab3.md §1);
