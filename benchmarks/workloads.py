@@ -414,6 +414,11 @@ class Workload:
             seconds = shape.seconds(dataset, seconds, rng)
         return seconds
 
+    @property
+    def cache_key(self) -> tuple:
+        """What a workload's derived arrays depend on (its dataset and cost model), for caches."""
+        return (self.name, self.profile, self.units, self.shapes, self.cost, self.sites)
+
     def scale(self) -> float:
         """The factor that makes the expected work ``profile.waves`` waves (from a fixed calibration draw)."""
         return _scale(self)
@@ -444,7 +449,7 @@ _SCALES: dict[tuple, float] = {}
 
 
 def _scale(workload: Workload) -> float:
-    key = (workload.name, workload.profile, workload.units, workload.shapes, workload.cost, workload.sites)
+    key = workload.cache_key
     if key not in _SCALES:
         dataset = workload.dataset()
         raw = workload._raw_seconds(dataset, [CALIBRATION_SEED, 11])

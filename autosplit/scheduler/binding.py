@@ -105,7 +105,8 @@ class BindingMixin:
         factors = getattr(model, "site_factors_", None)
         if not factors or len(factors) < 2 or not hasattr(model, "get_params"):
             return model
-        if "site_weights" not in model.get_params() or model.get_params()["site_weights"]:
+        params = model.get_params()
+        if "site_weights" not in params or params["site_weights"]:
             return model  # a model without the parameter, or destinations the caller chose
         sites, starts, ends = [], [], []
         for report in self._reports:

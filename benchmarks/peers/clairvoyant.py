@@ -134,15 +134,7 @@ _EXPECTED: dict[tuple, np.ndarray] = {}
 def expected_seconds(workload: Any, draws: int = INFORMED_DRAWS) -> np.ndarray:
     """Each unit's expected true reference seconds given the dataset: the mean over ``draws`` draws of the
     workload's costs, with seeds no benchmark run uses (cached per workload and profile)."""
-    key = (
-        workload.name,
-        workload.profile,
-        workload.units,
-        workload.shapes,
-        workload.cost,
-        workload.sites,
-        draws,
-    )
+    key = (*workload.cache_key, draws)
     if key not in _EXPECTED:
         dataset = workload.dataset()
         total = np.zeros(dataset.n_units)
