@@ -11,7 +11,7 @@ Columns of the table:
 * ``total/true``: predicted total seconds over the true expected total (median [5 %, 95 %] over seeds);
 * ``within 10 %``: fraction of seeds whose predicted total is within 10 % of the truth;
 * ``job cov``: fraction of all jobs whose runtime stayed under the estimator's 95 % bound (the planner's
-  normal quantile; CRAB3's is ``mean / 0.75``); ``bound/actual``: median bound over actual runtime;
+  quantile, lognormal or at least normal; CRAB3's is ``mean / 0.75``); ``bound/actual``: median bound over actual runtime;
 * ``unit cov``: fraction of units under the per-unit 95 % quantile; ``CI cov``: fraction of seeds whose
   95 % interval of the total holds the truth.
 

@@ -154,7 +154,12 @@ def test_job_runtime_matches_the_protocol_arithmetic():
         assert mean[j] == pytest.approx(model.overhead_seconds + total)
         assert sd[j] == pytest.approx(math.sqrt((s[rows] ** 2).sum() + (model.shared_cv * total) ** 2))
     q = job_runtime_quantile(model, units, job_index, 0.95)
-    np.testing.assert_allclose(q, mean + 1.6448536269514722 * sd)
+    # The overhead plus the 95 % quantile of the lognormal with the payload's mean and sd (at least the
+    # normal one).
+    z, payload = 1.6448536269514722, mean - model.overhead_seconds
+    s2 = np.log1p((sd / payload) ** 2)
+    lognormal = payload * np.exp(z * np.sqrt(s2) - s2 / 2)
+    np.testing.assert_allclose(q, model.overhead_seconds + np.maximum(lognormal, payload + z * sd))
 
 
 def test_errors_are_clear():
@@ -364,3 +369,55 @@ def test_for_site_returns_a_fitted_copy_and_leaves_the_model_alone():
         slow.predict_unit_seconds(ds.units)[0],
     )
     assert clone(slow).get_params()["destination"] == "T2_SLOW"
+
+
+def _few_unit_jobs(workload, sizes, seed=0):
+    """Reports of jobs holding ``sizes[j]`` random units each (one site), and the dataset."""
+    rng = np.random.default_rng(seed)
+    ds = synthetic_dataset(int(np.sum(sizes)) + 500, seed=seed)
+    rows = rng.permutation(ds.units.height)[: int(np.sum(sizes))]
+    job_index = np.full(ds.units.height, -1)
+    job_index[rows] = np.repeat(np.arange(len(sizes)), sizes)
+    jobs = workload.run_jobs(ds.units, job_index, rng)
+    return workload.reports(ds.units, jobs, rng), ds
+
+
+def test_unit_and_node_spread_are_told_apart_in_jobs_of_few_heavy_tailed_units():
+    # Lognormal unit noise of log-sd 0.9 (coefficient of variation 1.12), node jitter of log-sd 0.1, and
+    # jobs of 3 units: residuals scaled by each job's own ratio had the unit spread at 0.8-0.9 and left
+    # the job-to-job spread at 0.4-0.5, which shrank jobs to a third of the target.
+    workload = SyntheticWorkload(
+        unit_sigma=0.9, tail_fraction=0.0, node_sigma=0.1, sites=(Site("T2_A", 1.0, 1.0),)
+    )
+    reports, _ = _few_unit_jobs(workload, [3] * 1500, seed=5)
+    model = UnitCostModel().fit(reports)
+    assert model.unit_cv_ == pytest.approx(math.sqrt(math.expm1(0.9**2)), rel=0.12)
+    assert model.node_cv_ < 0.25
+    # A real node spread is still found.
+    workload = SyntheticWorkload(
+        unit_sigma=0.3, tail_fraction=0.0, node_sigma=0.3, sites=(Site("T2_A", 1.0, 1.0),)
+    )
+    model = UnitCostModel().fit(_few_unit_jobs(workload, [4] * 600, seed=5)[0])
+    assert model.node_cv_ == pytest.approx(math.sqrt(math.expm1(0.3**2)), rel=0.15)
+
+
+def test_single_unit_jobs_with_stragglers_do_not_make_the_node_spread():
+    # A job of one unit says almost nothing about its node's speed: its ratio is its unit's noise. With
+    # 1 % stragglers of up to 30x, a few such jobs decided a plain average of the jobs' excess spreads.
+    workload = SyntheticWorkload(
+        unit_sigma=0.3, tail_fraction=0.01, tail_shape=2.5, node_sigma=0.1, sites=(Site("T2_A", 1.0, 1.0),)
+    )
+    reports, _ = _few_unit_jobs(workload, [6] * 800 + [1] * 800, seed=2)
+    model = UnitCostModel().fit(reports)
+    assert model.node_cv_ < 0.2
+
+
+def test_jobs_of_one_unit_each_leave_the_whole_spread_to_the_job():
+    # No job holds two timed units: nothing tells unit noise from node speed, so the job-wide spread takes
+    # it all (a probe round of one heavy lumi each) rather than none.
+    workload = SyntheticWorkload(
+        unit_sigma=0.3, tail_fraction=0.0, node_sigma=0.3, sites=(Site("T2_A", 1.0, 1.0),)
+    )
+    model = UnitCostModel().fit(_few_unit_jobs(workload, [1] * 400, seed=3)[0])
+    both = math.sqrt(math.expm1(2 * 0.3**2))
+    assert model.unit_cv_ == 0.0 and model.node_cv_ == pytest.approx(both, rel=0.15)

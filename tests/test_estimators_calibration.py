@@ -70,7 +70,7 @@ def test_job_runtime_quantile_covers_93_percent(results, request):
     jobs = np.array([res["unit"].n_jobs for _, res in runs])
     covered = np.array([res["unit"].job_coverage for _, res in runs]) * jobs
     assert covered.sum() / jobs.sum() >= 0.93
-    # ... and not by being uselessly wide. With the truth known the normal bound for two sites 0.8x/1.3x
+    # ... and not by being uselessly wide. With the truth known the 95 % bound for two sites 0.8x/1.3x
     # is about 1.45x the runtime; job-level reports cannot tell unit noise from node speed, so their
     # bound is wider.
     widest = 1.7 if results == "per_unit" else 2.0

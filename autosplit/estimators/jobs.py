@@ -3,8 +3,9 @@
 A job holding units ``U`` has mean runtime ``overhead_seconds + sum(mean[U])`` and variance
 ``sum(std[U]**2) + (shared_cv * sum(mean[U]))**2`` (the protocol of :mod:`autosplit.splitting.model`;
 estimators sit below splitting, so the arithmetic is repeated here rather than imported); its
-``q``-quantile is the normal approximation ``mean + z_q * sd``. These helpers evaluate that for many jobs
-at once (one ``bincount`` per quantity), e.g. for dry runs and for checking calibration.
+``q``-quantile is the overhead plus the payload's quantile (:mod:`autosplit._quantile`: lognormal with that
+mean and variance, at least the normal one). These helpers evaluate that for many jobs at once (one
+``bincount`` per quantity), e.g. for dry runs and for checking calibration.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from autosplit._quantile import payload_quantile
 from autosplit.estimators._base import EstimatorError, normal_quantile, units_frame
 
 
@@ -36,8 +38,10 @@ def job_runtime_distribution(model: Any, units: Any, job_index: np.ndarray) -> t
 
 
 def job_runtime_quantile(model: Any, units: Any, job_index: np.ndarray, q: float) -> np.ndarray:
-    """The planner's normal-approximation ``q``-quantile (seconds) of each job's runtime."""
+    """The planner's ``q``-quantile (seconds) of each job's runtime: the overhead plus the payload's quantile
+    (:func:`~autosplit._quantile.payload_quantile`)."""
     if not 0 < q < 1:
         raise EstimatorError(f"q must be in (0, 1), got {q}")
     mean, sd = job_runtime_distribution(model, units, job_index)
-    return mean + normal_quantile(q) * sd
+    overhead = float(model.overhead_seconds)
+    return overhead + payload_quantile(mean - overhead, sd**2, normal_quantile(q))

@@ -20,8 +20,11 @@ Fit (:meth:`UnitCostModel.fit`):
    heavy tails.
 3. *Sites*: each site's factor is its own ratio estimate, shrunk toward 1 by empirical Bayes (weight
    ``between / (between + sampling variance)``), so a site seen in one or two jobs stays near 1.
-4. *Spread*, as relative standard deviations: unit noise ``unit_cv_`` from the within-job residuals; node
-   jitter ``node_cv_`` from the job ratios within sites minus what unit noise explains; between-site
+4. *Spread*, as relative standard deviations: unit noise ``unit_cv_`` from the within-job residuals (each
+   job's squared residuals against its expectation for that job's units, a method of moments that stays
+   unbiased for jobs of few units); node jitter ``node_cv_`` from the spread of the jobs' mean log ratios
+   within sites minus what unit noise explains, inverse-variance weighted so that jobs of many units count
+   most (with job-level timing only, the whole spread of the job ratios within sites); between-site
    spread ``site_cv_``; parameter uncertainty ``param_cv_`` from a grouped jackknife over jobs (refits
    with each job, or group of jobs, left out); and ``shape_cv_``, the misfit of the model's shape, from
    out-of-fold ratios of seconds to predictions in classes of predicted seconds per event (a job of
@@ -61,6 +64,7 @@ import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator
 
+from autosplit._quantile import cv_for_quantile
 from autosplit.estimators._base import (
     EstimatorError,
     as_reports,
@@ -74,7 +78,14 @@ from autosplit.estimators._base import (
 )
 from autosplit.estimators._censored_fit import censored_fit
 from autosplit.estimators._censored_rows import censored_rows
-from autosplit.estimators._cost_fit import extra_folds, fit_coef, jackknife, shape_misfit
+from autosplit.estimators._cost_fit import (
+    extra_folds,
+    fit_coef,
+    jackknife,
+    node_noise_cv2,
+    shape_misfit,
+    unit_noise_cv2,
+)
 from autosplit.estimators._cost_rows import cost_rows
 from autosplit.jobreport import JobReport
 
@@ -129,9 +140,9 @@ class UnitCostModel(BaseEstimator):
         its factor (1 if it was never seen) and the between-site spread leaves :attr:`shared_cv`. Only
         predictions depend on it; :meth:`for_site` sets it on a fitted copy.
     match_quantile:
-        The planner approximates a job's runtime as normal. When the job-wide time factor is skewed (a
-        few slow sites, lognormal node speeds), :attr:`shared_cv` is widened so that the normal quantile
-        at this level equals the factor's own quantile (``None``: plain moments). Use the planner's
+        When the job-wide time factor is skewed (a few slow sites, lognormal node speeds), :attr:`shared_cv`
+        is widened so that the planner's quantile at this level (:mod:`autosplit._quantile`: lognormal, at
+        least normal) equals the factor's own quantile (``None``: plain moments). Use the planner's
         ``1 - alpha``.
     confidence:
         Level of :meth:`total_seconds_interval` (default 0.95).
@@ -163,7 +174,7 @@ class UnitCostModel(BaseEstimator):
     mode_:
         ``"unit"``, ``"job"`` or ``"mixed"``: which timings the fit had.
     job_z_rms_:
-        Diagnostic: root-mean-square of out-of-fold job z-scores under the planner's normal model
+        Diagnostic: root-mean-square of out-of-fold job z-scores under a normal model
         (about 1 when calibrated, above 1 when the spread is under-estimated).
     """
 
@@ -236,39 +247,43 @@ class UnitCostModel(BaseEstimator):
         )
         coef_folds, unit_oof, job_oof = jackknife(rows, coef, groups, self.huber_k, n_folds)
 
-        # ---------------------------------------------------------------- unit noise
+        # ---------------------------------------------------------------- job totals
         observed, predicted = rows.job_totals(coef)
         ratio = observed / np.maximum(predicted, 1e-300)
         mu = rows.Xu @ coef
         herfindahl = np.zeros(n_jobs)
-        unit_cv2 = 0.0
         if rows.yu.size:
             per_unit_jobs = np.unique(rows.ju)
             squares = np.bincount(rows.ju, weights=mu**2, minlength=n_jobs)
             # A job whose units all predict 0 s (zero-event lumis) carries no information on unit noise.
             informative = per_unit_jobs[predicted[per_unit_jobs] > 0]
             herfindahl[informative] = squares[informative] / predicted[informative] ** 2
-            scaled = ratio[rows.ju] * mu
-            dof = rows.yu.size - per_unit_jobs.size - len(terms)
-            if dof > 0:
-                unit_cv2 = float(((rows.yu - scaled) ** 2).sum() / (scaled**2).sum()) * rows.yu.size / dof
 
-        # ---------------------------------------------------------------- sites and nodes
+        # ---------------------------------------------------------------- sites, units and nodes
         sites = used["site"].to_list() if self.site_factors else [""] * n_jobs
         names = sorted(set(sites))
         site_of = np.array([names.index(s) for s in sites], dtype=np.int64)
         n_sites = len(names)
         site_pred = np.bincount(site_of, weights=predicted, minlength=n_sites)
         raw = np.bincount(site_of, weights=observed, minlength=n_sites) / site_pred
+        unit_cv2 = unit_noise_cv2(rows.yu, rows.ju, mu, ratio, raw[site_of], len(terms))
         # A job predicted at 0 s (only zero-event lumis, or features the fit gave no weight) that still
         # measured seconds has no finite ratio: it says nothing about the node spread and is left out.
         spread_jobs = (predicted > 0) & np.isfinite(ratio) & (raw[site_of] > 0)
         relative = ratio[spread_jobs] / raw[site_of][spread_jobs] - 1.0
-        excess = relative**2 - unit_cv2 * herfindahl[spread_jobs]
-        n_spread = int(spread_jobs.sum())
-        node_cv2 = max(float(excess.sum()) / (n_spread - n_sites), 0.0) if n_spread > n_sites else 0.0
-        if not math.isfinite(node_cv2):
-            node_cv2 = 0.0
+        positive = (rows.yu > 0) & (mu > 0)
+        node_cv2 = node_noise_cv2(
+            rows.ju[positive],
+            np.log(rows.yu[positive] / mu[positive]),
+            site_of,
+            relative,
+            site_of[spread_jobs],
+            herfindahl[spread_jobs],
+            unit_cv2,
+        )
+        # The residuals' expectation took each job's speed as its site's level; its mean square is
+        # level**2 * (1 + node_cv2).
+        unit_cv2 /= 1.0 + node_cv2
         job_var = node_cv2 + unit_cv2 * herfindahl
         raw_var = np.bincount(site_of, weights=predicted**2 * job_var, minlength=n_sites) / site_pred**2
         share = site_pred / site_pred.sum()
@@ -361,7 +376,7 @@ class UnitCostModel(BaseEstimator):
         self.n_censored_groups_ = censoring.n_groups if censoring is not None else 0
         events_total = float(used["events"].sum() or 0)
         self.seconds_per_event_ = float(observed.sum() / events_total) if events_total > 0 else math.nan
-        # Diagnostic: out-of-fold job z-scores under the planner's normal model (rms ~ 1 when calibrated).
+        # Diagnostic: out-of-fold job z-scores under a normal model (rms ~ 1 when calibrated).
         valid = job_oof > 0
         sd = np.sqrt(self.shared_cv**2 + unit_cv2 * herfindahl[valid])
         z = (observed[valid] / job_oof[valid] - 1.0) / np.maximum(sd, 1e-12)
@@ -441,8 +456,9 @@ class UnitCostModel(BaseEstimator):
     @property
     def shared_cv(self) -> float:
         """Relative spread of the job-wide time factor (site mix unless the site is fixed, node, parameters,
-        shape misfit), at least as wide as makes the planner's normal ``match_quantile`` equal the
-        factor's own (:meth:`shared_factor_quantile`), which is skewed when sites differ a lot."""
+        shape misfit), at least as wide as makes the planner's quantile at ``match_quantile``
+        (:func:`autosplit._quantile.payload_quantile`) equal the factor's own (:meth:`shared_factor_quantile`),
+        which is skewed when sites differ a lot."""
         check_fitted(self, "coef_")
         site = 0.0 if self.destination is not None else self.site_cv_
         moment = math.sqrt(site**2 + self.node_cv_**2 + self.param_cv_**2 + self.shape_cv_**2)
@@ -451,7 +467,7 @@ class UnitCostModel(BaseEstimator):
         from statistics import NormalDist
 
         q = self.match_quantile
-        matched = (self.shared_factor_quantile(q) - 1.0) / NormalDist().inv_cdf(q)
+        matched = cv_for_quantile(self.shared_factor_quantile(q), NormalDist().inv_cdf(q))
         return max(moment, matched)
 
     def _mean(self, units: Any) -> np.ndarray:

@@ -4,8 +4,9 @@ A job takes the longest prefix of the queue (in planning order) that
 
 * stays in the first unit's planning segment (one location set; optionally one run),
 * keeps its predicted mean payload within the size budget (factoring: shrinking as the work runs out),
-* keeps its ``(1 - alpha)`` runtime quantile ``overhead + m + z * sqrt(v + (shared_cv * m) ** 2)`` within the
-  packing target (``m``, ``v``: summed unit means and variances),
+* keeps its ``(1 - alpha)`` runtime quantile within the packing target: ``overhead`` plus the payload's
+  quantile (:mod:`autosplit._quantile`) of mean ``m`` and variance ``v + (shared_cv * m) ** 2`` (``m``, ``v``:
+  summed unit means and variances),
 * respects the caps (files, events, predicted output bytes per job).
 
 Only a window of the queue a little longer than the job is summed, so a job costs time in its own size,
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from autosplit._quantile import payload_quantile
 
 
 @dataclass
@@ -32,9 +35,12 @@ class Predictions:
     output_bytes: np.ndarray | None = None
 
     def quantile(self, mean: float | np.ndarray, var: float | np.ndarray) -> np.ndarray:
-        """The planner's upper quantile (seconds) of a job with summed unit ``mean`` and ``var``."""
-        c2 = self.shared_cv * self.shared_cv
-        return self.overhead + mean + self.z * np.sqrt(var + c2 * np.square(mean))
+        """The planner's upper quantile (seconds) of a job with summed unit ``mean`` and ``var``: the
+        overhead plus :func:`~autosplit._quantile.payload_quantile` of the payload, whose variance is
+        ``var + (shared_cv * mean) ** 2``."""
+        mean = np.asarray(mean, dtype=np.float64)
+        total = np.asarray(var, dtype=np.float64) + self.shared_cv * self.shared_cv * np.square(mean)
+        return self.overhead + payload_quantile(mean, total, self.z)
 
     def alone_quantile(self) -> np.ndarray:
         """Each unit's upper quantile when it runs alone (seconds)."""
@@ -102,5 +108,6 @@ def _fit_prefix(
         new_file = np.ones(rows.size, dtype=np.int64)
         new_file[1:] = files[1:] != files[:-1]
         ok &= np.cumsum(new_file + caps.extra_files[rows]) <= caps.max_files
-    # The prefix ends at the first unit that breaks a limit (every limit grows along the prefix).
+    # The prefix ends at the first unit that breaks a limit (the quantile may dip after it at very small
+    # alpha, see autosplit._quantile; the job still ends there).
     return int(np.argmin(ok)) if not ok.all() else int(rows.size)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from autosplit._quantile import payload_quantile
 from autosplit.datasets import Dataset
 from autosplit.errors import OversizedUnitsWarning, SplittingError
 from autosplit.splitting.jobplan import JobPlan
@@ -139,7 +140,7 @@ def _plan(
     input_bytes = units["bytes"].to_numpy()
     n_files = units["file_ids"].list.len().to_numpy()
 
-    alone = overhead + mean + z * np.sqrt(std**2 + (cv * mean) ** 2)
+    alone = overhead + payload_quantile(mean, std**2 + (cv * mean) ** 2, z)
     oversized = alone > target_runtime
     if max_output_bytes is not None:
         oversized |= output > max_output_bytes
@@ -215,7 +216,7 @@ def plan(
     model:
         A cost model (see :mod:`autosplit.splitting.model`): unit mean/std seconds and per-job overhead.
     target_runtime:
-        Seconds; each job's ``(1 - alpha)`` runtime quantile (normal approximation) stays at or below it.
+        Seconds; each job's ``(1 - alpha)`` runtime quantile (:mod:`autosplit._quantile`) stays at or below it.
     max_output_bytes, output_bytes_per_event:
         Cap on a job's predicted output; the prediction is events x bytes-per-event, or an object with
         ``predict_unit_bytes(units)`` (e.g. an upper-quantile output model).

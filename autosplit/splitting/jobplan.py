@@ -33,6 +33,7 @@ import polars as pl
 
 from autosplit._arrays import sorted_unique
 from autosplit._io import atomic_write_text, json_default, load_json_source
+from autosplit._quantile import payload_quantile
 from autosplit.datasets import Dataset, LumiMask
 from autosplit.datasets.dataset import FILE_SCHEMA, UNIT_SCHEMA
 from autosplit.errors import SplittingError
@@ -116,7 +117,10 @@ class JobPlan:
             table = table.with_columns(
                 pl.Series("predicted_seconds", total),
                 pl.Series("predicted_std", np.sqrt(job_var)),
-                pl.Series("predicted_quantile", total + prediction["z"] * np.sqrt(job_var)),
+                pl.Series(
+                    "predicted_quantile",
+                    prediction["overhead"] + payload_quantile(job_mean, job_var, prediction["z"]),
+                ),
             )
         return table
 

@@ -8,7 +8,8 @@ of the job alike) with relative spread ``shared_cv``. A job holding units ``U`` 
 * mean runtime ``overhead_seconds + sum(mean[U])``,
 * variance ``sum(std[U] ** 2) + (shared_cv * sum(mean[U])) ** 2``,
 
-and the planner keeps its normal-approximation ``(1 - alpha)`` quantile under the target runtime.
+and the planner keeps its ``(1 - alpha)`` quantile (the overhead plus the payload's lognormal quantile, at
+least the normal one: :mod:`autosplit._quantile`) under the target runtime.
 Estimators in :mod:`autosplit.estimators` implement this protocol from measured job reports.
 """
 

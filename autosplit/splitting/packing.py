@@ -3,7 +3,7 @@
 Both packers walk the units in planning order and close a job when the next unit would break a limit.
 Additive limits (events, bytes, files, mean seconds) are cumulative sums, so the farthest end allowed for
 *every* possible job start is one vectorized ``searchsorted``; following those ends from unit 0 is a loop
-over jobs, not units. The runtime quantile is not additive (it involves a square root of summed
+over jobs, not units. The runtime quantile is not additive (a function of summed means and
 variances), so :func:`pack_by_quantile` evaluates it on each job's candidate window, still one numpy call
 per job.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from autosplit._quantile import payload_quantile
 
 
 def cumulative(values: np.ndarray) -> np.ndarray:
@@ -69,7 +71,8 @@ def pack_by_quantile(
     cap_ends: np.ndarray | None = None,
     mean_budget: Callable[[int, float], float] | None = None,
 ) -> np.ndarray:
-    """Greedy jobs whose runtime quantile ``mean + z * sd`` stays <= ``target`` (seconds).
+    """Greedy jobs whose runtime quantile (:func:`~autosplit._quantile.payload_quantile` at ``z``, plus the
+    overhead) stays <= ``target`` (seconds).
 
     ``cum_mean`` and ``cum_var`` are :func:`cumulative` sums of the units' mean seconds and variances. A job
     holding units ``i..j-1`` has mean ``overhead + sum(mean)`` and variance
@@ -101,7 +104,9 @@ def pack_by_quantile(
             continue
         window_mean = cum_mean[i + 1 : hi + 1] - cum_mean[i]
         window_var = cum_var[i + 1 : hi + 1] - cum_var[i]
-        quantile = overhead + window_mean + z * np.sqrt(window_var + c2 * window_mean * window_mean)
+        quantile = overhead + payload_quantile(window_mean, window_var + c2 * window_mean * window_mean, z)
+        # Its running maximum: the quantile may dip along the window at very small alpha.
+        quantile = np.maximum.accumulate(quantile)
         fits = int(quantile.searchsorted(target, side="right"))
         i += max(fits, 1)
     return np.asarray(starts, dtype=np.int64)
