@@ -197,9 +197,8 @@ def node_noise_cv2(
     ``relative_site`` their site indices) less ``unit_cv2 * herfindahl`` (0 there: the whole spread).
 
     On the log scale a straggler counts as its logarithm: on ``grid``/``heavy-tail`` one single-unit job
-    whose unit (handed back after its first job was stopped in it) took 34x its prediction made half of
-    the summed squared ratios of 7,500 jobs, and the moment estimate put ``node_cv_`` at 0.25-0.5 against
-    the pool's 0.1.
+    whose unit took 34x its prediction made half of the summed squared ratios of 7,500 jobs, and the moment
+    estimate put ``node_cv_`` at 0.36-0.58 against the pool's 0.1.
     """
     if ju.size:
         k = np.bincount(ju, minlength=site_of.size)
