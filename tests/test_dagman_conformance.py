@@ -1198,6 +1198,10 @@ def halt_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
     conf = tmp_path_factory.mktemp("halt") / "c"
     shutil.copytree(CONF, conf)
     s = 0.035  # seconds per second the original scripts sleep
+    # The original's 1 s polls find the halt file about 0.5 s after the halting node made it, so the
+    # sleeping node ends that long after it; scaled, that margin (17 ms) was within a loaded host's
+    # scheduling jitter and the two "succeeded" lines came out swapped once in CI.
+    margin = 0.25
     write_script(
         conf / "job_dagman_halt-A-node.pl",
         f"""
@@ -1213,7 +1217,7 @@ def halt_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
             say(f"  {{name}} Sleeping"); time.sleep({s})
             while not os.path.exists(halt):
                 time.sleep({s})  # the original polls once a second
-            say(f"  {{name}} found halt file"); time.sleep(5 * {s})
+            say(f"  {{name}} found halt file"); time.sleep(5 * {s} + {margin})
         elif mode == "-halt":
             time.sleep(15 * {s}); say(f"  {{name}} halting DAG"); open(halt, "w").close(); time.sleep(5 * {s})
         elif mode == "-unhalt":
