@@ -54,6 +54,7 @@ additive: reports without it are read as before, with the same ``format``.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -76,6 +77,17 @@ FORMAT = "autosplit-jobreport/1"
 _MAX_RUN = 2**31 - 1  # same limits as autosplit.datasets.lumimask (kept here to stay import-light)
 _MAX_LUMI = 2**32 - 2
 _RESERVED_UNIT_KEYS = ("run", "lumi", "events", "seconds")
+_NUMBER_FIELDS = (
+    "attempt",
+    "exit_code",
+    "wall_seconds",
+    "cpu_seconds",
+    "init_seconds",
+    "loop_seconds",
+    "threads",
+    "events_read",
+    "peak_rss_bytes",
+)
 
 
 class OutputFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -88,6 +100,26 @@ class OutputFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _builtin_number(value: Any) -> Any:
+    """``value`` as a Python ``int`` or ``float`` when it is another number type (numpy's scalars, say),
+    so that a report built from arrays validates and writes out like one built by hand; anything else
+    (bools and strings included) unchanged."""
+    if isinstance(value, bool) or type(value) in (int, float):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def _builtin_unit(unit: Any) -> Any:
+    """A unit's dict with its numbers as Python numbers (see :func:`_builtin_number`)."""
+    if not isinstance(unit, dict):
+        return unit
+    return {key: _builtin_number(value) for key, value in unit.items()}
 
 
 def _bad_number(value: Any) -> bool:
@@ -126,7 +158,17 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     meta: dict[str, Any] = {}
 
     def __post_init__(self) -> None:
+        self._to_builtin_numbers()
         self._check_self()
+
+    def _to_builtin_numbers(self) -> None:
+        for name in _NUMBER_FIELDS:
+            setattr(self, name, _builtin_number(getattr(self, name)))
+        self.units = [_builtin_unit(u) for u in self.units]
+        self.unfinished = [_builtin_unit(u) for u in self.unfinished]
+        self.in_progress = _builtin_unit(self.in_progress)
+        for out in self.outputs:
+            out.bytes = _builtin_number(out.bytes)
 
     def _list_in_progress(self) -> None:
         """Append the unit in progress to ``unfinished`` when the document did not list it there."""

@@ -83,6 +83,35 @@ def test_unit_both_processed_and_unfinished_is_refused():
         make(unfinished=[{"run": 1, "lumi": 2}])
 
 
+def test_a_report_built_from_numpy_arrays_validates_and_writes_out_like_one_built_by_hand():
+    run, lumi = np.array([1, 1, 1], np.int64), np.array([2, 3, 4], np.int32)
+    report = JobReport(
+        job_id="j-1",
+        attempt=np.int64(1),
+        wall_seconds=np.float64(30.5),
+        events_read=np.int64(20),
+        units=[
+            {
+                "run": run[0],
+                "lumi": lumi[0],
+                "events": np.int64(20),
+                "seconds": np.float32(1.5),
+                "pu": np.float64(30.0),
+            }
+        ],
+        unfinished=[{"run": run[2], "lumi": lumi[2]}],
+        in_progress={"run": run[1], "lumi": lumi[1], "seconds": np.float64(2.0)},
+        outputs=[OutputFile(name="out.root", bytes=np.int64(100))],
+    )
+    again = JobReport.from_json(report.to_json())
+    assert again == report
+    assert type(again.units[0]["run"]) is int and type(report.units[0]["run"]) is int
+    assert type(report.wall_seconds) is float and report.units[0]["seconds"] == 1.5
+    assert report.in_progress_pair == (1, 3)
+    with pytest.raises(JobReportError, match="integer 'run'"):
+        JobReport(job_id="j-2", units=[{"run": np.float64(1.0), "lumi": 2}])
+
+
 def test_json_round_trip_text_and_file(tmp_path):
     report = make(meta={"host": "node-7"})
     text = report.to_json()

@@ -548,6 +548,107 @@ def test_a_unit_that_ran_past_most_of_the_wall_limit_is_quarantined_with_the_rea
     assert sum(reasons.values()) == sched.summary()["units"]["quarantined"]
 
 
+@pytest.mark.parametrize(("give_up_fraction", "spent_fraction"), [(0.8, 0.6), (1.0, 0.85)])
+def test_a_unit_killed_in_a_shared_job_runs_alone_with_room_for_what_it_took_then_is_given_up(
+    give_up_fraction: float, spent_fraction: float
+) -> None:
+    ds, done, _ = _finished_task()
+    wall = 3000.0
+    sched = asp.Scheduler(
+        ds,
+        target_runtime=600,
+        model=done.model_,
+        grace_seconds=5,
+        max_job_seconds=wall,
+        give_up_fraction=give_up_fraction,
+    )
+    req = next(r for r in sched.next_jobs(free_slots=3, now=0.0) if r.rows.size >= 2)
+    keys = [{"run": int(ds.units["run"][int(r)]), "lumi": int(ds.units["lumi"][int(r)])} for r in req.rows]
+
+    def killed(job_id: str, units: list, cut: dict, spent: float, now: float) -> dict:
+        report = JobReport(
+            job_id=job_id,
+            wall_seconds=wall + 5.0,
+            units=units,
+            in_progress={**cut, "seconds": spent},
+            hard_killed=True,
+        )
+        return sched.job_finished(report, now=now)
+
+    # The second unit started after the first and had run spent_fraction of the limit when the kill came.
+    first = {**keys[0], "seconds": (1.0 - spent_fraction) * wall}
+    out = killed(req.job_id, [first], keys[1], spent_fraction * wall, now=wall)
+    row = int(req.rows[1])
+    assert out["quarantined"].size == 0, "below give_up_fraction of the limit: a rerun alone first"
+    assert sched._book.alone[row]
+    alone = next(r for r in sched.next_jobs(free_slots=1, now=wall + 1.0) if row in r.rows.tolist())
+    assert alone.rows.tolist() == [row]
+    assert alone.hard_limit_seconds >= min(2 * spent_fraction * wall, wall), (
+        "room for what it was seen to take"
+    )
+    out = killed(alone.job_id, [], keys[1], wall, now=2 * wall)
+    assert out["quarantined"].tolist() == [row], "killed at the limit while alone: given up"
+    reason = sched.quarantine_reason(row)
+    assert reason.startswith("ran 3000 s without finishing"), reason
+    assert "time(s)" not in reason, "no failure count it did not have"
+
+
+def test_a_scheduler_rebuilt_from_the_record_remembers_what_a_killed_unit_took() -> None:
+    from autosplit.scheduler.restore import JobRecord, restore_scheduler
+
+    ds, done, _ = _finished_task()
+    options = {"target_runtime": 600, "model": done.model_, "grace_seconds": 5, "max_job_seconds": 3000.0}
+    sched = asp.Scheduler(ds, **options)
+    req = next(r for r in sched.next_jobs(free_slots=3, now=0.0) if r.rows.size >= 2)
+    row = int(req.rows[0])
+    key = {"run": int(ds.units["run"][row]), "lumi": int(ds.units["lumi"][row])}
+    report = JobReport(
+        job_id=req.job_id, wall_seconds=1805.0, in_progress={**key, "seconds": 1500.0}, hard_killed=True
+    )
+    sched.job_finished(report, now=1805.0)
+    book = sched._book
+    units = {
+        name: getattr(book, name).copy() for name in ("state", "failures", "returns", "crashes", "alone")
+    }
+    jobs = [
+        JobRecord(
+            j.job_id,
+            j.stage,
+            j.kind,
+            j.rows,
+            j.requested_at,
+            j.soft,
+            j.hard,
+            j.predicted,
+            j.outcome,
+            j.ended_at,
+        )
+        for j in sched._jobs
+    ]
+    again = restore_scheduler(
+        ds, units=units, jobs=jobs, reports=[report], ended=[], now=1806.0, options=options
+    )
+    assert again._book.spent == {row: 1500.0}
+    alone = next(
+        r for r in again.next_jobs(free_slots=1, now=1806.0, names=["node-9"]) if r.rows.tolist() == [row]
+    )
+    assert alone.hard_limit_seconds == 3005.0, "twice the 1,500 s it took, within the 3,000 s limit"
+
+
+def test_a_unit_killed_after_most_of_the_wall_limit_is_given_up_at_once_by_default() -> None:
+    ds, done, _ = _finished_task()
+    sched = asp.Scheduler(ds, target_runtime=600, model=done.model_, grace_seconds=5, max_job_seconds=3000.0)
+    req = next(r for r in sched.next_jobs(free_slots=3, now=0.0) if r.rows.size >= 2)
+    key = {"run": int(ds.units["run"][int(req.rows[0])]), "lumi": int(ds.units["lumi"][int(req.rows[0])])}
+    report = JobReport(
+        job_id=req.job_id, wall_seconds=3005.0, in_progress={**key, "seconds": 2550.0}, hard_killed=True
+    )
+    out = sched.job_finished(report, now=3005.0)
+    assert out["quarantined"].tolist() == [int(req.rows[0])]
+    assert sched.quarantine_reason(int(req.rows[0])).startswith("ran 2550 s without finishing")
+    assert out["returned"].size == req.rows.size - 1, "the other units go back"
+
+
 def test_a_task_closed_while_probing_probes_again_after_requeue() -> None:
     ds = dataset(120)
     cost = ds.units["events"].to_numpy() * 0.5

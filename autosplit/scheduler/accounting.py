@@ -41,8 +41,11 @@ class AccountingMixin:
             )
         return job.rows[order[pos]]
 
-    def _hand_back(self, job: SchedJob, rows: np.ndarray, reason: str | None) -> np.ndarray:
-        """Units of an ended job not done: pending again (queued), or quarantined when given up on."""
+    def _hand_back(
+        self, job: SchedJob, rows: np.ndarray, reason: str | None, *, give_up: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Units of an ended job not done: pending again (queued), or quarantined when given up on
+        (``give_up``: units quarantined at once with ``reason``, whatever their failure count)."""
         book = self._book
         if rows.size == 0:
             return rows
@@ -52,11 +55,15 @@ class AccountingMixin:
         if job.kind != "probe":  # a probe's leftovers were only sampled, not handed back
             book.returns[rows] += 1
         book.set_alone(rows[book.crashes[rows] >= 2])
-        failed = rows[book.failures[rows] >= self.max_unit_failures]
+        given_up = rows[np.isin(rows, give_up)] if give_up is not None and give_up.size else rows[:0]
+        failed = rows[(book.failures[rows] >= self.max_unit_failures) & ~np.isin(rows, given_up)]
         # A loss is blamed on a unit only when it ran by itself: a node lost under a shared job says nothing
         # about which of its units (if any) was at fault.
         lost = rows[book.crashes[rows] >= self.max_crashes] if job.rows.size == 1 else rows[:0]
         quarantined = []
+        if given_up.size:
+            quarantined.append(given_up)
+            self._quarantine(given_up, reason or "unknown")
         if failed.size:
             quarantined.append(failed)
             self._quarantine(

@@ -315,6 +315,11 @@ class BindingMixin:
         hard = alone_hard_limit(
             float(p.q99[rows].max()), self.target_runtime, self.grace_seconds, self.max_job_seconds
         )
+        spent = max((self._book.spent.get(int(r), 0.0) for r in rows.tolist()), default=0.0)
+        if spent > 0:
+            # A kill already showed the unit takes at least ``spent`` seconds: give it twice that, up to the
+            # wall-time limit, whatever the model predicts for it.
+            hard = max(hard, min(2.0 * spent, self.max_job_seconds) + self.grace_seconds)
         predicted = p.overhead + float(p.mean[rows].sum())
         job = self._open(stage, "alone", rows, now, None, hard, predicted, name)
         return self._request(job, alone=True, meta={"tail_level": level})

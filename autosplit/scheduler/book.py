@@ -49,6 +49,8 @@ class UnitBook:
         self.segment[self.order] = seg
         self.reasons: dict[str, int] = {}
         self.reason_of: dict[int, str] = {}
+        # Units cut off by a kill: the most seconds one ran without finishing (a lower bound on its cost).
+        self.spent: dict[int, float] = {}
         # Queues of pending rows. ``fresh`` is a view of the planning order from ``cursor`` on.
         self.fresh = self.order.copy()
         self.cursor = 0
@@ -60,6 +62,8 @@ class UnitBook:
         self.__dict__.update(state)
         if "oversized" not in state:  # books pickled before it existed: every alone unit stays alone
             self.oversized = np.zeros(self.n, dtype=bool)
+        if "spent" not in state:
+            self.spent = {}
 
     # ------------------------------------------------------------------ change tracking
     def mark(self, rows: np.ndarray) -> None:

@@ -24,9 +24,12 @@ class JobRequest:
         should process them.
     soft_limit_seconds:
         Payload seconds after which the job stops at the next unit boundary and reports; ``None`` for none
-        (the last tail, and units run alone).
+        (the last tail, and units run alone). Payload seconds count from the start of the job's own work
+        (after whatever the slot does before it), as the report's ``wall_seconds`` does.
     hard_limit_seconds:
-        Payload seconds after which the job is killed (SIGTERM, then SIGKILL after the grace period).
+        Payload seconds at which the job is killed; the scheduler's ``grace_seconds`` (SIGTERM, then
+        SIGKILL) is already inside it. A processing job's is the wall-time limit (``max_job_seconds``) plus
+        the grace; a probe's leaves room for a slow unit past the probe's soft limit.
     predicted_seconds:
         Predicted mean payload seconds (per-job set-up included); ``None`` for probes.
     alone:

@@ -19,7 +19,7 @@ import numpy as np
 from autosplit.jobreport import JobReport
 from autosplit.scheduler.book import PENDING, QUARANTINED
 from autosplit.scheduler.core import Scheduler
-from autosplit.scheduler.jobs import SchedJob, SchedulerError
+from autosplit.scheduler.jobs import SchedJob, SchedulerError, in_progress_pair
 from autosplit.scheduler.probing import ProbeRound
 
 if TYPE_CHECKING:
@@ -107,6 +107,15 @@ def restore_scheduler(
 
     for report in reports:
         sched._learn(report)
+        # The seconds a unit ran without finishing size its next job alone (not kept in the ledger's arrays).
+        job = sched._by_id.get(report.job_id)
+        cut = in_progress_pair(report)
+        if job is not None and cut is not None:
+            try:
+                rows = sched._rows_of(sched._jobs[job], [cut], "in progress")
+            except SchedulerError:  # a unit the job did not hold: nothing to remember
+                continue
+            sched._note_spent(rows, report)
     for elapsed, wall, lost in ended:
         sched._observer.ended(elapsed, wall, lost)
     sched._observer.offer(now, len(sched._running), 0)
@@ -118,6 +127,8 @@ def restore_scheduler(
     model = None
     if bulk_started or (probes and not open_probes):
         model = sched._fit(now)
+    if model is None and bulk_started and sched.has_model:
+        model = sched.model_  # a model given in the options, no usable report to refit it on
     if model is not None:
         sched.model_ = model
         sched._rounds_done = last_round
