@@ -102,12 +102,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_PLAIN = (int, float, str, bool, type(None))
+_PLAIN_TYPES = frozenset(_PLAIN)
+
+
 def _builtin_number(value: Any) -> Any:
-    """``value`` as a Python ``int`` or ``float`` when it is another number type (numpy's scalars, say),
-    so that a report built from arrays validates and writes out like one built by hand; anything else
-    (bools and strings included) unchanged."""
-    if isinstance(value, bool) or type(value) in (int, float):
+    """``value`` as a Python ``bool``, ``int`` or ``float`` when it is another scalar of that kind (numpy's,
+    say), so that a report built from arrays validates and writes out like one built by hand; anything else
+    unchanged."""
+    if type(value) in _PLAIN:
         return value
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(dtype, "kind", "") == "b" and getattr(value, "ndim", 1) == 0:
+        return bool(value)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
@@ -115,11 +122,18 @@ def _builtin_number(value: Any) -> Any:
     return value
 
 
-def _builtin_unit(unit: Any) -> Any:
-    """A unit's dict with its numbers as Python numbers (see :func:`_builtin_number`)."""
-    if not isinstance(unit, dict):
-        return unit
-    return {key: _builtin_number(value) for key, value in unit.items()}
+def _builtin(value: Any) -> Any:
+    """``value`` with every number in it (inside dicts, lists and tuples too) as a Python number; a dict or
+    list whose values are all plain already is returned as it is (no copy)."""
+    if isinstance(value, dict):
+        if _PLAIN_TYPES.issuperset(map(type, value.values())):
+            return value
+        return {key: _builtin(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        if _PLAIN_TYPES.issuperset(map(type, value)):
+            return value
+        return type(value)(_builtin(v) for v in value)
+    return _builtin_number(value)
 
 
 def _bad_number(value: Any) -> bool:
@@ -164,9 +178,12 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def _to_builtin_numbers(self) -> None:
         for name in _NUMBER_FIELDS:
             setattr(self, name, _builtin_number(getattr(self, name)))
-        self.units = [_builtin_unit(u) for u in self.units]
-        self.unfinished = [_builtin_unit(u) for u in self.unfinished]
-        self.in_progress = _builtin_unit(self.in_progress)
+        self.soft_stopped = _builtin_number(self.soft_stopped)
+        self.hard_killed = _builtin_number(self.hard_killed)
+        self.units = [_builtin(u) for u in self.units]
+        self.unfinished = [_builtin(u) for u in self.unfinished]
+        self.in_progress = _builtin(self.in_progress)
+        self.meta = _builtin(self.meta)
         for out in self.outputs:
             out.bytes = _builtin_number(out.bytes)
 
@@ -188,6 +205,13 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             )
         if not self.job_id:
             raise JobReportError("job report: job_id must be a non-empty string")
+        for name in ("attempt", "exit_code", "threads", "events_read", "peak_rss_bytes"):
+            value = getattr(self, name)
+            if not (_is_int(value) or (value is None and name in ("events_read", "peak_rss_bytes"))):
+                raise self._fail(f"{name} must be an integer, got {value!r}")
+        for i, out in enumerate(self.outputs):
+            if out.bytes is not None and not _is_int(out.bytes):
+                raise self._fail(f"outputs[{i}] ({out.name}): bytes must be an integer, got {out.bytes!r}")
         if self.attempt < 0:
             raise self._fail(f"attempt must be >= 0, got {self.attempt}")
         if self.threads < 1:

@@ -110,6 +110,13 @@ def test_a_report_built_from_numpy_arrays_validates_and_writes_out_like_one_buil
     assert report.in_progress_pair == (1, 3)
     with pytest.raises(JobReportError, match="integer 'run'"):
         JobReport(job_id="j-2", units=[{"run": np.float64(1.0), "lumi": 2}])
+    with pytest.raises(JobReportError, match="attempt must be an integer"):
+        JobReport(job_id="j-3", attempt=np.float64(1.0))  # would write a report from_json refuses
+    failed = JobReport(
+        job_id="j-4", exit_code=1, meta={"failed_unit": [run[0], lumi[0]]}, hard_killed=np.bool_(False)
+    )
+    assert failed.meta == {"failed_unit": [1, 2]} and failed.hard_killed is False
+    assert JobReport.from_json(failed.to_json()) == failed
 
 
 def test_json_round_trip_text_and_file(tmp_path):

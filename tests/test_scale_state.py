@@ -136,6 +136,24 @@ def test_a_save_cut_short_or_another_version_is_never_loaded(tmp_path) -> None:
     assert statestore.load(header, 3, ds) is None
 
 
+def test_a_state_saved_before_the_book_remembered_kills_still_loads_and_runs(tmp_path) -> None:
+    ds = dataset(10, 5)
+    header = tmp_path / "scheduler.state"
+    sched = make(ds)
+    req = sched.next_jobs(free_slots=1, now=0.0)[0]
+    del sched._book.spent, sched._book.oversized  # as a state written by an earlier version has them
+    statestore.save(header, sched, 3, None, [])
+    loaded = statestore.load(header, 3, ds)[0]
+    assert loaded._book.spent == {} and not loaded._book.oversized.any()
+    row = int(req.rows[0])
+    cut = {"run": int(ds.units["run"][row]), "lumi": int(ds.units["lumi"][row]), "seconds": 700.0}
+    killed = JobReport(job_id=req.job_id, wall_seconds=1860.0, in_progress=cut, hard_killed=True)
+    loaded.job_finished(killed, now=1900.0)
+    assert loaded._book.spent == {row: 700.0}
+    alone = next(r for r in loaded.next_jobs(free_slots=2, now=1901.0) if r.alone)
+    assert alone.rows.tolist() == [row] and alone.hard_limit_seconds >= 2 * 700.0
+
+
 def test_saving_writes_back_only_what_changed_and_appends_jobs(tmp_path) -> None:
     ds = dataset(200, 30)  # 6000 units: the unit arrays live in their own files
     header = tmp_path / "scheduler.state"

@@ -635,6 +635,24 @@ def test_a_scheduler_rebuilt_from_the_record_remembers_what_a_killed_unit_took()
     assert alone.hard_limit_seconds == 3005.0, "twice the 1,500 s it took, within the 3,000 s limit"
 
 
+@pytest.mark.parametrize(("spent", "hard"), [(1000.0, 2005.0), (1300.0, 3005.0)])
+def test_a_unit_cut_off_by_a_kill_runs_alone_with_twice_what_it_took_or_the_whole_limit(
+    spent: float, hard: float
+) -> None:
+    """Twice 1,000 s; twice 1,300 s would pass 0.8 of the 3,000 s limit, where a kill gives a unit up, so
+    it gets the whole limit (plus the 5 s grace) instead of being given up without ever having had it."""
+    ds, done, _ = _finished_task()
+    sched = asp.Scheduler(ds, target_runtime=600, model=done.model_, grace_seconds=5, max_job_seconds=3000.0)
+    req = sched.next_jobs(free_slots=1, now=0.0)[0]
+    row = int(req.rows[0])
+    cut = {"run": int(ds.units["run"][row]), "lumi": int(ds.units["lumi"][row]), "seconds": spent}
+    sched.job_finished(
+        JobReport(job_id=req.job_id, wall_seconds=spent, in_progress=cut, hard_killed=True), now=spent
+    )
+    alone = next(r for r in sched.next_jobs(free_slots=2, now=spent + 1.0) if r.alone)
+    assert alone.rows.tolist() == [row] and alone.hard_limit_seconds == hard
+
+
 def test_a_unit_killed_after_most_of_the_wall_limit_is_given_up_at_once_by_default() -> None:
     ds, done, _ = _finished_task()
     sched = asp.Scheduler(ds, target_runtime=600, model=done.model_, grace_seconds=5, max_job_seconds=3000.0)

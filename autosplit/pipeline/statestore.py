@@ -275,7 +275,11 @@ def load(header: Path, version: int, dataset: Any) -> tuple[Scheduler, Loaded] |
                 state[owner] = None
                 continue
             obj = object.__new__(info["owner_types"][owner])
-            obj.__dict__.update(attrs)
+            if "__setstate__" in type(obj).__dict__:
+                # Fills attributes a state saved by an older version lacks (the arrays are set just below).
+                obj.__setstate__({**attrs, **dict.fromkeys(info["arrays"].get(owner, {}))})
+            else:
+                obj.__dict__.update(attrs)
             for name, filename in info["arrays"].get(owner, {}).items():
                 mode = "c" if (owner, name) in _MUTABLE else "r"
                 array = np.load(root / filename, mmap_mode=mode)

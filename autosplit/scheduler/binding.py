@@ -317,9 +317,14 @@ class BindingMixin:
         )
         spent = max((self._book.spent.get(int(r), 0.0) for r in rows.tolist()), default=0.0)
         if spent > 0:
-            # A kill already showed the unit takes at least ``spent`` seconds: give it twice that, up to the
-            # wall-time limit, whatever the model predicts for it.
-            hard = max(hard, min(2.0 * spent, self.max_job_seconds) + self.grace_seconds)
+            # A kill already showed the unit takes at least ``spent`` seconds: give it twice that, whatever
+            # the model predicts, and the whole wall-time limit when twice that would reach the share of it
+            # after which a kill gives the unit up (it must have had the whole limit then).
+            wall = self.max_job_seconds
+            need = min(2.0 * spent, wall)
+            if need >= getattr(self, "give_up_fraction", 0.8) * wall:
+                need = wall
+            hard = max(hard, need + self.grace_seconds)
         predicted = p.overhead + float(p.mean[rows].sum())
         job = self._open(stage, "alone", rows, now, None, hard, predicted, name)
         return self._request(job, alone=True, meta={"tail_level": level})

@@ -161,13 +161,15 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         target. A unit whose predicted mean exceeds this even alone is quarantined before it runs.
     give_up_fraction:
         A unit killed after running this fraction of ``max_job_seconds`` without finishing is quarantined at
-        once, without a rerun alone (which would start from zero). At 1, only a unit that ran the whole
-        limit is given up at once: more units that fit finish, at the price of a wall-time-long rerun for
-        each that does not. The default 0.8 was kept after comparing it with 1 on the ``grid`` profile of
-        ``benchmarks/run_quality.py``: the lumis killed after 0.8-1.0 of the limit there were mostly longer
-        than the limit, and rerunning them raised ``pareto`` seed 2's makespan from 1.42 to 2.08 and
-        ``pileup`` seed 1's from 1.16 to 1.47 times the bound (``pileup`` seed 0's fell from 1.53 to
-        1.46).
+        once, without a rerun alone (which would start from zero). At 1, only a unit that had the whole
+        limit is given up at once: units that fit can finish, at the price of a wall-time-long rerun for
+        each that does not. Compared on the ``grid`` profile of ``benchmarks/run_quality.py`` (autosplit,
+        no failures, the four runs where the rule fired, five lumis in all): at 1, three of the five (18-23 h
+        at the pool's mean speed) finished on their rerun, the two longer than the limit (25.6 h, 39.5 h)
+        were killed again, and the makespan went 1.53 -> 1.46, 1.11 -> 1.15, 1.16 -> 1.47 and 1.42 -> 2.08
+        times the bound (pileup seeds 0 and 1, pareto seeds 0 and 2; in the last a 20 h lumi on a slow node
+        was given up too). 0.8 stays the default for the makespan; set 1 to favour finishing every unit.
+        With the default ``max_job_seconds`` a unit's rerun alone already gets the whole limit.
     min_job_seconds:
         Floor of the factoring job size (seconds of predicted payload); default adaptive: ten slot
         overheads or a twentieth of the target, lowered to the work left per slot near the end.
@@ -387,14 +389,15 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     def job_finished(self, report: JobReport, now: float, *, done: Any = None) -> dict[str, Any]:
         """Account for a job that reported (done, soft-stopped, hard-killed, or failed with a report).
 
-        What the report must say: ``job_id``; ``units`` (the units processed, with ``seconds`` and
-        ``events`` each when known); ``in_progress`` (the unit being processed when the job stopped, with
-        the ``seconds`` spent on it) when there was one; ``hard_killed=True`` for a kill at the hard limit
-        (its ``exit_code`` is then not read), else a non-zero ``exit_code`` for a failure;
-        ``wall_seconds`` (payload seconds: from the payload's start to its end, the clock the limits use).
-        Optional and used when present: ``site``, ``init_seconds`` (set-up inside the payload),
-        ``events_read``, ``meta.failed_unit``. ``unfinished`` need not be listed: every assigned unit not
-        processed goes back. A unit's numbers may be numpy scalars.
+        What the report says: ``job_id``; ``units`` (the units processed, with ``seconds`` and ``events``
+        each when known); ``in_progress`` (the unit being processed when the job stopped, with the
+        ``seconds`` spent on it) when there was one; ``hard_killed=True`` for a kill at the hard limit (its
+        ``exit_code`` is then not read), else a non-zero ``exit_code`` (and ``exit_message``) for a
+        failure; ``soft_stopped`` for a stop at the soft limit; ``wall_seconds`` (payload seconds, from the
+        payload's start to its end, the clock the limits use; ``None`` when unknown, which leaves the slot
+        overhead unmeasured for this job). Used when present: ``site``, ``init_seconds`` (set-up inside the
+        payload), ``loop_seconds``, ``events_read``, ``meta.failed_unit``. ``unfinished`` need not be
+        listed: every assigned unit not processed goes back. Numbers may be numpy scalars.
 
         Units the report lists as processed become done (``done``, a list of (run, lumi), overrides which:
         e.g. only the units whose outputs were committed; the report's timings are learned from anyway);

@@ -27,9 +27,10 @@ class JobRequest:
         (the last tail, and units run alone). Payload seconds count from the start of the job's own work
         (after whatever the slot does before it), as the report's ``wall_seconds`` does.
     hard_limit_seconds:
-        Payload seconds at which the job is killed; the scheduler's ``grace_seconds`` (SIGTERM, then
-        SIGKILL) is already inside it. A processing job's is the wall-time limit (``max_job_seconds``) plus
-        the grace; a probe's leaves room for a slow unit past the probe's soft limit.
+        Payload seconds after which the job is killed (SIGTERM, then SIGKILL ``grace_seconds`` later). A
+        bulk processing or tail job's is the wall-time limit (``max_job_seconds``) plus one
+        ``grace_seconds`` (with ``kill_at_wall``); a unit run alone gets at least twice what a kill saw it
+        take; a probe's leaves room for a slow unit past the probe's soft limit.
     predicted_seconds:
         Predicted mean payload seconds (per-job set-up included); ``None`` for probes.
     alone:
