@@ -207,7 +207,8 @@ class JobReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise JobReportError("job report: job_id must be a non-empty string")
         for name in ("attempt", "exit_code", "threads", "events_read", "peak_rss_bytes"):
             value = getattr(self, name)
-            if not (_is_int(value) or (value is None and name in ("events_read", "peak_rss_bytes"))):
+            optional = name in ("events_read", "peak_rss_bytes")
+            if not _is_int(value) and not (optional and value is None):
                 raise self._fail(f"{name} must be an integer, got {value!r}")
         for i, out in enumerate(self.outputs):
             if out.bytes is not None and not _is_int(out.bytes):

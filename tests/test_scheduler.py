@@ -665,6 +665,9 @@ def test_a_unit_killed_after_most_of_the_wall_limit_is_given_up_at_once_by_defau
     assert out["quarantined"].tolist() == [int(req.rows[0])]
     assert sched.quarantine_reason(int(req.rows[0])).startswith("ran 2550 s without finishing")
     assert out["returned"].size == req.rows.size - 1, "the other units go back"
+    for bad in (0.0, 1.5, True, "0.8"):
+        with pytest.raises(asp.SchedulerError, match="give_up_fraction"):
+            asp.Scheduler(ds, give_up_fraction=bad)
 
 
 def test_a_task_closed_while_probing_probes_again_after_requeue() -> None:

@@ -322,7 +322,7 @@ class BindingMixin:
             # after which a kill gives the unit up (it must have had the whole limit then).
             wall = self.max_job_seconds
             need = min(2.0 * spent, wall)
-            if need >= getattr(self, "give_up_fraction", 0.8) * wall:
+            if need >= self.give_up_fraction * wall:
                 need = wall
             hard = max(hard, need + self.grace_seconds)
         predicted = p.overhead + float(p.mean[rows].sum())

@@ -206,6 +206,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         Seed of the probe sampling.
     """
 
+    give_up_fraction = 0.8  # what schedulers saved before the option existed read
+
     def __init__(
         self,
         dataset: Dataset,
@@ -278,13 +280,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         self.max_job_seconds = _positive(
             "max_job_seconds", max_job_seconds if max_job_seconds is not None else 3 * self.target_runtime
         )
-        if (
-            isinstance(give_up_fraction, bool)
-            or not isinstance(give_up_fraction, int | float)
-            or not (0 < give_up_fraction <= 1)
-        ):
+        self.give_up_fraction = _positive("give_up_fraction", give_up_fraction)
+        if self.give_up_fraction > 1:
             raise SchedulerError(f"give_up_fraction must be in (0, 1], got {give_up_fraction!r}")
-        self.give_up_fraction = float(give_up_fraction)
         self.min_job_seconds = _positive("min_job_seconds", min_job_seconds, allow_none=True)
         self.factoring = _positive("factoring", factoring)
         self.spread_margin = _positive("spread_margin", spread_margin, allow_zero=True)
@@ -436,8 +434,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             book.set_alone(cut)
             spent = self._note_spent(cut, report)
             wall = self.max_job_seconds
-            fraction = getattr(self, "give_up_fraction", 0.8)  # schedulers saved before it existed
-            if killed and (spent >= fraction * wall or (job.kind == "alone" and job.hard >= wall)):
+            if killed and (
+                spent >= self.give_up_fraction * wall or (job.kind == "alone" and job.hard >= wall)
+            ):
                 # The unit used (most of) the wall-time limit and a rerun starts from zero: another attempt
                 # under the same limit would most likely be killed again. Give up with the reason.
                 give_up = cut
