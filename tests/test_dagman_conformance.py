@@ -119,7 +119,7 @@ def ordered_subsequence(path: Path, patterns: list[str]) -> None:
         rx = re.compile(pattern)
         while pos < len(text) and not rx.search(text[pos]):
             pos += 1
-        assert pos < len(text), f"{path.name}: no line matching {pattern!r} in order"
+        assert pos < len(text), f"{path.name}: no line matching {pattern!r} in order in:\n" + "\n".join(text)
         pos += 1
 
 
@@ -1202,6 +1202,9 @@ def halt_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # sleeping node ends that long after it; scaled, that margin (17 ms) was within a loaded host's
     # scheduling jitter and the two "succeeded" lines came out swapped once in CI.
     margin = 0.25
+    # An unhalting node removes the halt file 40 s after finding it, long after the halting node's POST
+    # script has run; scaled (1.4 s), a POST script's interpreter start on a loaded host came later once.
+    startup = 1.5
     write_script(
         conf / "job_dagman_halt-A-node.pl",
         f"""
@@ -1224,7 +1227,7 @@ def halt_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
             say(f"  {{name}} sleeping and checking for halt file"); time.sleep({s})
             while not os.path.exists(halt):
                 time.sleep({s})  # the original polls once a second
-            say(f"  {{name}} found halt file"); time.sleep(40 * {s})
+            say(f"  {{name}} found halt file"); time.sleep(40 * {s} + {startup})
             say(f"  {{name}} removing halt file"); os.remove(halt)
             sys.exit(0)
         else:

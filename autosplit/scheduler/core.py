@@ -33,7 +33,8 @@ The policy, in the order a task meets it:
    optimum ``sqrt(2 * overhead / hazard)``, trading per-job overhead against work lost with a job (its
    ``(1 - alpha)`` quantile still answers to the target).
 4. **Give up with a reason.** A unit named as the cause of ``max_unit_failures`` failures, or lost with its
-   job ``max_crashes`` times (alone after the second; the last loss while alone), is quarantined; so is a unit whose predicted mean
+   job ``max_crashes`` times (alone after the second; the last loss while alone; more where the pool's
+   observed loss hazard could explain that many losses by chance), is quarantined; so is a unit whose predicted mean
    alone exceeds ``max_job_seconds``, and a unit killed after running ``give_up_fraction`` (0.8) of
    ``max_job_seconds`` (or killed at that limit while alone): a rerun starts from zero under the same
    limit. A unit killed sooner runs alone next, with at least twice the seconds it was seen to take. Processing jobs are killed
@@ -153,7 +154,10 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         Failures blamed on one unit before it is quarantined.
     max_crashes:
         Times one unit's job may be lost (no report, or a crash without a culprit) before the unit is
-        quarantined; from the second it runs alone, and only a loss while alone can quarantine it.
+        quarantined; from the second it runs alone, and only a loss while alone can quarantine it. Where
+        the pool loses jobs itself (an observed hazard), a unit lost without a report needs more losses:
+        until chance would explain them less than once in a million, at most twice this
+        (:meth:`~autosplit.scheduler.accounting.AccountingMixin._losses_by_chance`).
     grace_seconds:
         Seconds between SIGTERM and SIGKILL at a job's hard limit (part of every hard limit).
     max_job_seconds:
@@ -480,7 +484,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         book = self._book
         rest = job.rows[book.state[job.rows] == ASSIGNED]
         book.crashes[rest] += 1
-        quarantined = self._hand_back(job, rest, reason or "the job was lost without a report")
+        quarantined = self._hand_back(
+            job, rest, reason or "the job was lost without a report", without_report=True
+        )
         self._observer.ended(now - job.requested_at, None, lost=True)
         self._end(job, now)
         return {
