@@ -873,6 +873,28 @@ def test_end_jobs_shrink_by_the_job_to_job_spread_so_slow_slots_end_with_the_res
         asp.Scheduler(ds, spread_margin=-1.0)
 
 
+def test_the_loss_hazard_counts_the_slot_time_of_the_jobs_still_running() -> None:
+    """Early in a task the lost jobs have ended and most others have not: counting only the ended jobs'
+    slot time read three times the true loss rate on the benchmark's grid pool, and Young's cap made jobs
+    half their optimum. The running jobs' slot time so far counts too."""
+    ds = dataset(3000)
+    model = asp.ConstantRateModel(seconds_per_event=1.0, cv=0.2, overhead_seconds=0.0)
+    sched = asp.Scheduler(ds, target_runtime=40_000, model=model, grace_seconds=5, slots=8)
+    running = sched.next_jobs(free_slots=8, now=0.0)
+    assert len(running) == 8
+    observer = sched._observer
+    observer.overheads = [500.0]
+    observer.n_lost, observer.exposure_seconds = 4, 4 * 40_000.0  # four jobs lost after 40,000 s each
+    overhead = sched._job_overhead()
+    only_ended = sched._failure_cap()
+    assert overhead == pytest.approx(500.0)
+    assert only_ended == pytest.approx((2.0 * overhead * 40_000.0) ** 0.5)
+    later = sched._failure_cap(100_000.0)  # eight jobs have held their slots 100,000 s each
+    assert later == pytest.approx((2.0 * overhead * (160_000.0 + 800_000.0) / 4) ** 0.5)
+    assert later > 2 * only_ended
+    assert observer.hazard(running_seconds=800_000.0) == pytest.approx(4 / 960_000.0)
+
+
 def test_under_failures_youngs_optimum_holds_a_jobs_mean_not_its_quantile() -> None:
     """Young's optimum trades the expected work a failure loses against per-job overhead: it bounds a job's
     expected length. Holding the job's upper quantile to it made jobs on spread-out workloads a half to a

@@ -217,11 +217,17 @@ class BindingMixin:
         One place for it: the binding, the too-long test and the summary all read it here."""
         return self.target_runtime
 
-    def _failure_cap(self) -> float:
+    def _running_exposure(self, now: float) -> float:
+        """Slot-seconds the running jobs have held their slots until ``now`` (they may still be lost)."""
+        jobs = self._jobs
+        return float(sum(max(now - jobs[index].requested_at, 0.0) for index in self._running))
+
+    def _failure_cap(self, now: float | None = None) -> float:
         """Seconds a job's *expected* length (slot overhead, set-up and payload) may reach under the observed
-        failure hazard without checkpointing: Young's optimum ``sqrt(2 * overhead / hazard)``, at least four
-        job overheads (and 240 s) and an eighth of the target; infinite while no failure hazard is seen or
-        when that is no shorter than a job at the target (slot overhead plus the target).
+        failure hazard (at ``now``, counting the running jobs' slot time) without checkpointing: Young's
+        optimum ``sqrt(2 * overhead / hazard)``, at least four job overheads (and 240 s) and an eighth of the
+        target; infinite while no failure hazard is seen or when that is no shorter than a job at the target
+        (slot overhead plus the target).
 
         Young's optimum balances the expected work a failure loses against the overhead of more jobs, so it
         bounds a job's mean, not a quantile. Holding the ``(1 - alpha)`` quantile to it instead made jobs on
@@ -229,7 +235,8 @@ class BindingMixin:
         failures, 1.5-2x as many jobs, more makespan and more waste (``heavy-tail``: 19,500 jobs against
         9,500, waste 1.48x CRAB3's against 0.95x). The floor of four overheads leaves a job at least three
         overheads of payload."""
-        hazard = self._observer.hazard()
+        running = self._running_exposure(now) if now is not None else 0.0
+        hazard = self._observer.hazard(running_seconds=running)
         if not self.failure_aware or hazard <= 0 or self.checkpoint_seconds is not None:
             return math.inf
         overhead = max(self._job_overhead(), 60.0)
@@ -285,7 +292,7 @@ class BindingMixin:
         else:
             return None
         target = self._packing_target()
-        failure_cap = self._failure_cap() - self._observer.slot_overhead(default=0.0) - p.overhead
+        failure_cap = self._failure_cap(now) - self._observer.slot_overhead(default=0.0) - p.overhead
         budget = min(self._mean_budget(now), target - p.overhead, failure_cap)
         k = cut_job(queue, book.segment, p, self._caps, mean_budget=budget, target=target)
         if source == "returned":
