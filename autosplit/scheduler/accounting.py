@@ -113,7 +113,9 @@ class AccountingMixin:
         # its losses look like the pool's).
         observer = self._observer
         others = observer.n_lost - crashes
-        exposure = max(observer.exposure_seconds, 1e-9)
+        now = self._latest_now
+        running = self._running_exposure(now) if now is not None else 0.0
+        exposure = max(observer.exposure_seconds + running, 1e-9)
         hazard = np.where(others >= 3, others / exposure, 0.0)
         seconds = np.full(rows.size, self._observer.slot_overhead(default=0.0))
         if self._predictions is not None:

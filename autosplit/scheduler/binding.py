@@ -222,9 +222,16 @@ class BindingMixin:
         jobs = self._jobs
         return float(sum(max(now - jobs[index].requested_at, 0.0) for index in self._running))
 
+    def _hazard(self, now: float | None = None) -> float:
+        """Jobs lost per slot-second, the running jobs' slot time until ``now`` counted (default: the latest
+        time a call gave)."""
+        now = self._latest_now if now is None else now
+        running = self._running_exposure(now) if now is not None else 0.0
+        return self._observer.hazard(running_seconds=running)
+
     def _failure_cap(self, now: float | None = None) -> float:
         """Seconds a job's *expected* length (slot overhead, set-up and payload) may reach under the observed
-        failure hazard (at ``now``, counting the running jobs' slot time) without checkpointing: Young's
+        failure hazard (:meth:`_hazard` at ``now``) without checkpointing: Young's
         optimum ``sqrt(2 * overhead / hazard)``, at least four job overheads (and 240 s) and an eighth of the
         target; infinite while no failure hazard is seen or when that is no shorter than a job at the target
         (slot overhead plus the target).
@@ -235,8 +242,7 @@ class BindingMixin:
         failures, 1.5-2x as many jobs, more makespan and more waste (``heavy-tail``: 19,500 jobs against
         9,500, waste 1.48x CRAB3's against 0.95x). The floor of four overheads leaves a job at least three
         overheads of payload."""
-        running = self._running_exposure(now) if now is not None else 0.0
-        hazard = self._observer.hazard(running_seconds=running)
+        hazard = self._hazard(now)
         if not self.failure_aware or hazard <= 0 or self.checkpoint_seconds is not None:
             return math.inf
         overhead = max(self._job_overhead(), 60.0)

@@ -211,6 +211,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     """
 
     give_up_fraction = 0.8  # what schedulers saved before the option existed read
+    _latest_now: float | None = None  # the latest time a call gave (for the summary's loss hazard)
 
     def __init__(
         self,
@@ -535,7 +536,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             "fits": self._fits,
             "concurrency": self._concurrency(),
             "slot_overhead_seconds": observer.slot_overhead(),
-            "failure_rate_per_hour": observer.hazard() * 3600.0,
+            "failure_rate_per_hour": self._hazard() * 3600.0,
             "packing_target_seconds": self._packing_target() if self._predictions else None,
             "failure_cap_seconds": self._failure_cap_or_none(),
         }
@@ -574,7 +575,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             "probe_rounds": self._rounds_done + (1 if self._round is not None else 0),
             "concurrency": self._concurrency(),
             "slot_overhead_seconds": observer.slot_overhead(),
-            "failure_rate_per_hour": observer.hazard() * 3600.0,
+            "failure_rate_per_hour": self._hazard() * 3600.0,
             "packing_target_seconds": self._packing_target() if self._predictions else None,
             "failure_cap_seconds": self._failure_cap_or_none(),
             "fits": self._fits,
@@ -726,7 +727,10 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     def _time(self, now: Any) -> float:
         if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
             raise SchedulerError(f"now must be a finite number of seconds, got {now!r}")
-        return float(now)
+        now = float(now)
+        if self._latest_now is None or now > self._latest_now:
+            self._latest_now = now
+        return now
 
     def _job(self, job_id: str) -> SchedJob:
         index = self._by_id.get(job_id)
