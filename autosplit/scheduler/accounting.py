@@ -3,8 +3,9 @@ given up on.
 
 A unit handed back counts one more return (its tail level; probes' leftovers do not count). A unit whose
 job was lost twice runs alone; one lost ``max_crashes`` times (the last while alone), or blamed for
-``max_unit_failures`` failures, is quarantined with the last reason. Where the pool itself loses jobs,
-the losses alone must also be too many for chance (:meth:`AccountingMixin._losses_by_chance`).
+``max_unit_failures`` failures, is quarantined with the last reason. When that last loss left no report
+and the pool itself loses jobs, the losses must also be too many for chance, up to twice ``max_crashes``
+(:meth:`AccountingMixin._losses_by_chance`).
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ class AccountingMixin:
         *,
         give_up: np.ndarray | None = None,
         without_report: bool = False,
+        now: float | None = None,
     ) -> np.ndarray:
         """Units of an ended job not done: pending again (queued), or quarantined when given up on
         (``give_up``: units quarantined at once with ``reason``, whatever their failure count).
-        ``without_report``: the job was lost (the pool's loss hazard may explain it)."""
+        ``without_report``: the job was lost at ``now`` (the pool's loss hazard may explain it)."""
         book = self._book
         if rows.size == 0:
             return rows
@@ -74,7 +76,7 @@ class AccountingMixin:
         # about which of its units (if any) was at fault.
         lost = rows[book.crashes[rows] >= self.max_crashes] if job.rows.size == 1 else rows[:0]
         if lost.size and without_report:
-            lost = lost[~self._losses_by_chance(lost)]
+            lost = lost[~self._losses_by_chance(lost, job, now)]
         quarantined = []
         if given_up.size:
             quarantined.append(given_up)
@@ -96,32 +98,35 @@ class AccountingMixin:
             book.push_returned(rows[book.state[rows] == PENDING])
         return np.concatenate(quarantined) if quarantined else np.zeros(0, np.int64)
 
-    def _losses_by_chance(self, rows: np.ndarray) -> np.ndarray:
-        """Whether the losses of each of ``rows`` (units lost ``max_crashes`` times or more, the last alone
-        and without a report) could still be the pool's doing: True while ``p ** k`` is above :data:`LOSSES_BY_CHANCE`, where
-        ``p = 1 - exp(-hazard * seconds)`` is the chance that the pool loses the unit's alone job (slot
-        overhead plus the unit's predicted seconds, or the most it was seen to run) and ``k`` its losses
-        after the first two (those may have been in shared jobs). Never beyond ``2 * max_crashes`` losses.
+    def _losses_by_chance(self, rows: np.ndarray, job: SchedJob, now: float | None) -> np.ndarray:
+        """Whether the losses of each of ``rows`` (units of ``job``, lost alone without a report at ``now``,
+        ``max_crashes`` times or more) could still be the pool's doing: True while ``p ** k`` is above
+        :data:`LOSSES_BY_CHANCE` and the unit has fewer than ``2 * max_crashes`` losses.
+
+        ``p = 1 - exp(-hazard * seconds)`` is the chance that the pool loses the unit's alone job: its
+        ``seconds`` are the slot overhead plus the unit's predicted seconds, or more when the unit was seen to
+        run longer or this job was lost later. ``hazard`` is the pool's loss rate without the unit's own
+        losses (a unit that takes its node down must not make them look like the pool's), zero until three
+        other jobs were lost. ``k`` is the unit's count of losses and crashes without a culprit, less the
+        first two (those may have been in shared jobs).
 
         With the ``grid`` profile's 48 h mean time between failures, a 2.3 h lumi's alone job is lost by
         chance 5 % of the time: it is given up on after 7 losses, not 4 (in ``run_quality``, 2 of 78 runs
-        with failures had quarantined a good lumi after 4 losses). Where no loss hazard is seen (fewer than
-        three jobs lost besides the unit's own), ``max_crashes`` losses are enough, as before."""
+        with failures had quarantined a good lumi after 4 losses). Where no loss hazard is seen,
+        ``max_crashes`` losses are enough, as before."""
         book = self._book
-        crashes = book.crashes[rows].astype(np.float64)
-        # The pool's hazard without the unit's own losses (a unit that takes its node down must not make
-        # its losses look like the pool's).
         observer = self._observer
+        crashes = book.crashes[rows].astype(np.float64)
         others = observer.n_lost - crashes
-        now = self._latest_now
         running = self._running_exposure(now) if now is not None else 0.0
         exposure = max(observer.exposure_seconds + running, 1e-9)
         hazard = np.where(others >= 3, others / exposure, 0.0)
-        seconds = np.full(rows.size, self._observer.slot_overhead(default=0.0))
+        seconds = np.full(rows.size, observer.slot_overhead(default=0.0))
         if self._predictions is not None:
             seconds += self._predictions.overhead + self._predictions.mean[rows]
         seen = np.array([book.spent.get(int(r), 0.0) for r in rows.tolist()])
-        seconds = np.maximum(seconds, seen)
+        elapsed = now - job.requested_at if now is not None else 0.0
+        seconds = np.maximum(np.maximum(seconds, seen), elapsed)
         p = -np.expm1(-hazard * seconds)
         chance = np.power(p, np.maximum(crashes - 2.0, 1.0))
         return (chance > LOSSES_BY_CHANCE) & (crashes < 2 * self.max_crashes)

@@ -220,14 +220,23 @@ class BindingMixin:
     def _running_exposure(self, now: float) -> float:
         """Slot-seconds the running jobs have held their slots until ``now`` (they may still be lost)."""
         jobs = self._jobs
-        return float(sum(max(now - jobs[index].requested_at, 0.0) for index in self._running))
+        return float(
+            sum(
+                max(now - jobs[index].requested_at, 0.0)
+                for index in self._running
+                if jobs[index].outcome == "running"  # a job being accounted for counts as ended
+            )
+        )
 
     def _hazard(self, now: float | None = None) -> float:
         """Jobs lost per slot-second, the running jobs' slot time until ``now`` counted (default: the latest
         time a call gave)."""
+        observer = self._observer
+        if observer.hazard() <= 0:  # too few losses: no need to sum the running jobs' slot time
+            return 0.0
         now = self._latest_now if now is None else now
         running = self._running_exposure(now) if now is not None else 0.0
-        return self._observer.hazard(running_seconds=running)
+        return observer.hazard(running_seconds=running)
 
     def _failure_cap(self, now: float | None = None) -> float:
         """Seconds a job's *expected* length (slot overhead, set-up and payload) may reach under the observed

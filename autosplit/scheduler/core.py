@@ -33,8 +33,9 @@ The policy, in the order a task meets it:
    optimum ``sqrt(2 * overhead / hazard)``, trading per-job overhead against work lost with a job (its
    ``(1 - alpha)`` quantile still answers to the target).
 4. **Give up with a reason.** A unit named as the cause of ``max_unit_failures`` failures, or lost with its
-   job ``max_crashes`` times (alone after the second; the last loss while alone; more where the pool's
-   observed loss hazard could explain that many losses by chance), is quarantined; so is a unit whose predicted mean
+   job ``max_crashes`` times (alone after the second; the last loss while alone; when that loss left no
+   report and the pool's observed loss hazard could explain so many by chance, more, at most twice as
+   many), is quarantined; so is a unit whose predicted mean
    alone exceeds ``max_job_seconds``, and a unit killed after running ``give_up_fraction`` (0.8) of
    ``max_job_seconds`` (or killed at that limit while alone): a rerun starts from zero under the same
    limit. A unit killed sooner runs alone next, with at least twice the seconds it was seen to take. Processing jobs are killed
@@ -211,7 +212,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     """
 
     give_up_fraction = 0.8  # what schedulers saved before the option existed read
-    _latest_now: float | None = None  # the latest time a call gave (for the summary's loss hazard)
+    # The latest time a call gave: the summary's loss rate counts the running jobs' slot time until then.
+    # Every call must use one clock (seconds); reports stamped earlier than a previous call are fine.
+    _latest_now: float | None = None
 
     def __init__(
         self,
@@ -485,10 +488,11 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         book = self._book
         rest = job.rows[book.state[job.rows] == ASSIGNED]
         book.crashes[rest] += 1
-        quarantined = self._hand_back(
-            job, rest, reason or "the job was lost without a report", without_report=True
-        )
+        # The pool's loss count includes this loss before the chance test of its units' losses.
         self._observer.ended(now - job.requested_at, None, lost=True)
+        quarantined = self._hand_back(
+            job, rest, reason or "the job was lost without a report", without_report=True, now=now
+        )
         self._end(job, now)
         return {
             "done": np.zeros(0, np.int64),

@@ -6,7 +6,8 @@ slots, reports and failures with their times).
 * **Concurrency**: jobs running plus slots offered, the largest seen over a recent window (slots come and go).
 * **Slot overhead**: seconds a job holds its slot beyond its payload (queueing share, set-up, stage-in and
   stage-out): time from the request to the report minus the payload's wall time.
-* **Failure hazard**: jobs lost (no report) per second of slot time, the rate of a Poisson process.
+* **Failure hazard**: jobs lost (no report) per second of slot time (the running jobs' so far included),
+  the rate of a Poisson process.
 * **Slots per site**: the most jobs whose payloads ran at once at each site (:func:`slots_per_site`).
 """
 
@@ -71,8 +72,9 @@ class PoolObserver:
         of the jobs that ended plus ``running_seconds``, the slot time so far of the jobs still running.
 
         Without the running jobs' time the rate is biased high early in a task, when lost jobs have ended
-        and most others have not: on the ``grid`` workloads (48 h mean time between failures) it read three
-        times the true rate in the first tenth of the task, and Young's cap made jobs half their optimum."""
+        and most others have not: on ``grid``/``constant`` (48 h mean time between failures) it read up to
+        three times the true rate in the first tenth of the task, and Young's cap came out at 2.2 h there
+        against the 4 h it settles at."""
         exposure = self.exposure_seconds + max(float(running_seconds), 0.0)
         if self.n_lost < min_events or exposure <= 0:
             return 0.0

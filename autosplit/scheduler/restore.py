@@ -118,7 +118,7 @@ def restore_scheduler(
             sched._note_spent(rows, report)
     for elapsed, wall, lost in ended:
         sched._observer.ended(elapsed, wall, lost)
-    sched._observer.offer(now, len(sched._running), 0)
+    sched._observer.offer(sched._time(now), len(sched._running), 0)
 
     probes = [j for j in sched._jobs if j.kind == "probe"]
     last_round = max((j.probe_round for j in probes), default=0)
