@@ -760,6 +760,61 @@ def test_a_unit_whose_jobs_are_always_lost_is_given_up_once_the_pools_own_losses
     assert int(sched._book.crashes[doomed]) == losses
 
 
+def _model_scheduler(**options):
+    """A 300-unit task with a known cost model (1 s per event, no probes) and a 24 h wall-time limit."""
+    ds = dataset(300)
+    model = asp.ConstantRateModel(seconds_per_event=1.0, cv=0.1, overhead_seconds=0.0)
+    options = {"target_runtime": 600, "grace_seconds": 5, "max_job_seconds": 86_400, **options}
+    return ds, asp.Scheduler(ds, model=model, slots=2, **options)
+
+
+def test_the_units_of_a_job_lost_long_after_its_prediction_run_alone_next() -> None:
+    """Found on ``grid``/``heavy-tail`` with failures: a job of four units predicted at 3.7 h was lost after
+    12.5 h (it held a 12.5 h lumi predicted at 0.8 h); its units were bound together again, lost again
+    after 24 h, and the long lumi started a third time at 1.26x the bound."""
+    ds, sched = _model_scheduler()
+    first, second = sched.next_jobs(free_slots=2, now=0.0)
+    assert first.rows.size > 1 and second.rows.size > 1
+    sched.job_started(first.job_id, now=0.0)
+    sched.job_started(second.job_id, now=0.0)
+    sched.job_failed(first.job_id, now=2.0 * first.predicted_seconds)  # lost within its expected time
+    sched.job_failed(second.job_id, now=3.5 * second.predicted_seconds)  # lost long after it
+    states = sched.unit_states()
+    assert (states[first.rows] == 0).all() and (states[second.rows] == 0).all()
+    later = sched.next_jobs(free_slots=2 + second.rows.size, now=10 * second.predicted_seconds)
+    alone = [req for req in later if req.rows.size == 1]
+    assert sorted(int(req.rows[0]) for req in alone) == sorted(second.rows.tolist())
+    assert all(req.soft_limit_seconds is None for req in alone), "alone jobs run to their hard limit"
+    together = [req for req in later if np.isin(req.rows, first.rows).any()]
+    assert together and together[0].rows.size > 1, "a job lost within its expected time: shared again"
+
+
+def test_a_unit_whose_alone_job_is_lost_late_is_remembered_to_take_that_long_or_given_up() -> None:
+    """A unit running alone whose job is lost after ``ran`` seconds took at least that long: its next job
+    alone gets twice that (up to the wall), and once ``ran`` reaches ``give_up_fraction`` of the wall it is
+    given up on with the reason, as after a kill (a 27.8 h lumi on a 24 h limit was lost 5 times)."""
+    ds, sched = _model_scheduler()
+    row = 7
+    sched._book.set_alone(np.array([row]))
+    sched._book.alone_queue.insert(0, row)
+    (req,) = sched.next_jobs(free_slots=1, now=0.0)
+    assert req.rows.tolist() == [row]
+    sched.job_started(req.job_id, now=0.0)
+    sched.job_failed(req.job_id, now=30_000.0)
+    assert sched.unit_states()[row] == 0
+    (again,) = sched.next_jobs(free_slots=1, now=30_000.0)
+    assert again.rows.tolist() == [row] and again.hard_limit_seconds == 60_000 + 5, "twice what it took"
+    sched.job_started(again.job_id, now=30_000.0)
+    sched.job_failed(again.job_id, now=30_000.0 + 40_000.0)
+    (third,) = sched.next_jobs(free_slots=1, now=70_000.0)
+    assert third.hard_limit_seconds == 86_400 + 5, "2 x 40,000 s reaches 0.8 of the wall: the whole wall"
+    sched.job_started(third.job_id, now=70_000.0)
+    sched.job_failed(third.job_id, now=70_000.0 + 0.85 * 86_400)
+    assert sched.unit_states()[row] == 3
+    (reason,) = sched.summary()["quarantine_reasons"]
+    assert reason.startswith("ran 73440 s without finishing (then its job was lost"), reason
+
+
 def _twenty_probes():
     """A 400-unit task with its 20 probes handed out, and ``finish(req, speed, now, site, start)`` to report
     a job whose units take ``speed`` seconds per event (``now=None``: it ran from ``start``)."""

@@ -15,6 +15,13 @@ import numpy as np
 from autosplit.scheduler.book import PENDING
 from autosplit.scheduler.jobs import SchedJob, SchedulerError
 
+#: A job of several units lost without a report after running this many times its predicted payload held a
+#: unit far longer than predicted: its units run alone next (a site 2x slower than the mean, with the node
+#: spread, stays below it). On ``grid``/``heavy-tail`` with failures a job of four units predicted at 3.7 h
+#: was lost after 12.5 h (one unit cost 12.5 h, predicted 0.8 h); its four units were bound together again,
+#: that job was lost after 24 h, and the long unit started a third time at 1.26x the bound.
+OVERRUN = 3.0
+
 #: A unit's losses while alone are blamed on it only when the pool's observed loss hazard makes that many
 #: losses of its alone jobs less likely than this by chance (a task has ~30,000 units; a few hundred run
 #: alone after two shared losses when the pool loses jobs).
@@ -97,6 +104,43 @@ class AccountingMixin:
         if self._fresh_built:  # while probing, pending units are collected when processing starts
             book.push_returned(rows[book.state[rows] == PENDING])
         return np.concatenate(quarantined) if quarantined else np.zeros(0, np.int64)
+
+    def _judge_loss(
+        self, job: SchedJob, rest: np.ndarray, now: float, reason: str
+    ) -> tuple[str, np.ndarray | None]:
+        """What a job lost without a report at ``now`` says of its units ``rest``, from how long its payload
+        ran (from :meth:`job_started`, else the request plus the observed slot overhead): the reason to hand
+        them back with, and the units to give up on at once (or ``None``).
+
+        A job of several units that ran more than ``OVERRUN`` times its predicted payload held a far
+        longer unit than predicted: each of its units runs alone next. A unit running alone is remembered
+        to take at least that long (like a unit cut off by a kill: its next job alone gets twice that), and
+        is given up on once that reaches ``give_up_fraction`` of ``max_job_seconds``."""
+        book = self._book
+        ran = self._payload_seconds(job, now)
+        if rest.size > 1 and job.predicted and ran > OVERRUN * job.predicted:
+            # One of its units is far longer than predicted (which one, no report says): each runs alone
+            # next, longest predicted first, so the others are not lost with it again.
+            book.set_alone(rest)
+        elif job.rows.size == 1 and rest.size == 1 and job.kind != "probe":
+            # Alone, the unit ran that long without finishing, as if killed then.
+            row = int(rest[0])
+            book.spent[row] = max(book.spent.get(row, 0.0), ran)
+            wall = self.max_job_seconds
+            if ran >= self.give_up_fraction * wall:
+                return (
+                    f"ran {ran:.0f} s without finishing (then its job was lost; the longest allowed job is "
+                    f"{wall:.0f} s); resubmit with a larger max runtime"
+                ), rest
+        return reason, None
+
+    def _payload_seconds(self, job: SchedJob, now: float) -> float:
+        """Seconds ``job``'s payload has run at ``now`` (from its start, else its request plus the observed
+        slot overhead)."""
+        start = job.started_at
+        if start is None:
+            start = job.requested_at + self._observer.slot_overhead(default=0.0)
+        return max(now - start, 0.0)
 
     def _losses_by_chance(self, rows: np.ndarray, job: SchedJob, now: float | None) -> np.ndarray:
         """Whether the losses of each of ``rows`` (units of ``job``, lost alone without a report at ``now``,

@@ -34,12 +34,14 @@ The policy, in the order a task meets it:
    ``(1 - alpha)`` quantile still answers to the target).
 4. **Give up with a reason.** A unit named as the cause of ``max_unit_failures`` failures, or lost with its
    job ``max_crashes`` times (alone after the second; the last loss while alone; when that loss left no
-   report and the pool's observed loss hazard could explain so many by chance, more, at most twice as
-   many), is quarantined; so is a unit whose predicted mean
-   alone exceeds ``max_job_seconds``, and a unit killed after running ``give_up_fraction`` (0.8) of
-   ``max_job_seconds`` (or killed at that limit while alone): a rerun starts from zero under the same
-   limit. A unit killed sooner runs alone next, with at least twice the seconds it was seen to take. Processing jobs are killed
-   only at ``max_job_seconds`` (``kill_at_wall``): past its soft limit a job is finishing its last unit. Units handed back ``max_tails`` times run without a soft limit.
+   report and the pool's loss hazard could explain so many by chance, more, at most twice as many), is
+   quarantined; so is a unit whose predicted mean alone exceeds ``max_job_seconds``, and a unit killed (or
+   lost while alone) after running ``give_up_fraction`` (0.8) of ``max_job_seconds`` (or killed at that
+   limit while alone): a rerun starts from zero under the same limit. A unit killed sooner runs alone next,
+   with at least twice the seconds it was seen to take; so do the units of a job lost after ``OVERRUN`` (3)
+   times its predicted payload. Processing jobs are killed only at ``max_job_seconds`` (``kill_at_wall``):
+   past its soft limit a job is finishing its last unit. Units handed back ``max_tails`` times run without
+   a soft limit.
 
 The scheduler is pure: no I/O, no clock (``now`` comes from the driver), deterministic for a ``seed``.
 Calls cost time in the size of the job they make, not in the size of the task, except a refit.
@@ -156,25 +158,24 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     max_crashes:
         Times one unit's job may be lost (no report, or a crash without a culprit) before the unit is
         quarantined; from the second it runs alone, and only a loss while alone can quarantine it. Where
-        the pool loses jobs itself (an observed hazard), a unit lost without a report needs more losses:
-        until chance would explain them less than once in a million, at most twice this
-        (:meth:`~autosplit.scheduler.accounting.AccountingMixin._losses_by_chance`).
+        the pool loses jobs itself, a unit lost without a report needs more: until chance would explain
+        them less than once in a million, at most twice this (``AccountingMixin._losses_by_chance``).
     grace_seconds:
         Seconds between SIGTERM and SIGKILL at a job's hard limit (part of every hard limit).
     max_job_seconds:
         Longest payload any job may get (the batch system's wall-time limit); default three times the
         target. A unit whose predicted mean exceeds this even alone is quarantined before it runs.
     give_up_fraction:
-        A unit killed after running this fraction of ``max_job_seconds`` without finishing is quarantined at
-        once, without a rerun alone (which would start from zero). At 1, only a unit that had the whole
-        limit is given up at once: units that fit can finish, at the price of a wall-time-long rerun for
-        each that does not. Compared on the ``grid`` profile of ``benchmarks/run_quality.py`` (autosplit,
-        no failures, the four runs where the rule fired, five lumis in all): at 1, three of the five (18-23 h
-        at the pool's mean speed) finished on their rerun, the two longer than the limit (25.6 h, 39.5 h)
-        were killed again, and the makespan went 1.53 -> 1.46, 1.11 -> 1.15, 1.16 -> 1.47 and 1.42 -> 2.08
-        times the bound (pileup seeds 0 and 1, pareto seeds 0 and 2; in the last a 20 h lumi on a slow node
-        was given up too). 0.8 stays the default for the makespan; set 1 to favour finishing every unit.
-        With the default ``max_job_seconds`` a unit's rerun alone already gets the whole limit.
+        A unit killed (or lost while alone) after running this fraction of ``max_job_seconds`` without
+        finishing is quarantined at once, without a rerun alone (which would start from zero). At 1, only
+        a unit that had the whole limit is: units that fit can finish, at the price of a wall-time-long rerun
+        for each that does not. On the ``grid`` profile of ``benchmarks/run_quality.py`` (autosplit, no
+        failures, the four runs where the rule fired, five lumis): at 1, three of the five (18-23 h at the
+        pool's mean speed) finished on their rerun, the two longer than the limit (25.6 h, 39.5 h) were
+        killed again, and the makespan went 1.53 -> 1.46, 1.11 -> 1.15, 1.16 -> 1.47 and 1.42 -> 2.08 times
+        the bound (pileup seeds 0 and 1, pareto seeds 0 and 2; in the last a 20 h lumi on a slow node was
+        given up too). 0.8 stays the default; with the default ``max_job_seconds`` a rerun alone gets the
+        whole limit already.
     min_job_seconds:
         Floor of the factoring job size (seconds of predicted payload); default adaptive: ten slot
         overheads or a twentieth of the target, lowered to the work left per slot near the end.
@@ -212,9 +213,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     """
 
     give_up_fraction = 0.8  # what schedulers saved before the option existed read
-    # The latest time a call gave: the summary's loss rate counts the running jobs' slot time until then.
-    # Every call must use one clock (seconds); reports stamped earlier than a previous call are fine.
-    _latest_now: float | None = None
+    _latest_now: float | None = None  # the latest time a call gave (every call uses one clock, seconds)
 
     def __init__(
         self,
@@ -479,7 +478,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         return spent
 
     def job_failed(self, job_id: str, now: float, reason: str | None = None) -> dict[str, Any]:
-        """Account for a job that left no report (node lost, crash before reporting): its units go back."""
+        """Account for a job that left no report (node lost, crash before reporting): its units go back,
+        alone when it ran long past its prediction, or given up on (see ``_judge_loss``)."""
         now = self._time(now)
         job = self._job(job_id)
         if job.outcome != "running":
@@ -488,11 +488,10 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         book = self._book
         rest = job.rows[book.state[job.rows] == ASSIGNED]
         book.crashes[rest] += 1
+        reason, give_up = self._judge_loss(job, rest, now, reason or "the job was lost without a report")
         # The pool's loss count includes this loss before the chance test of its units' losses.
         self._observer.ended(now - job.requested_at, None, lost=True)
-        quarantined = self._hand_back(
-            job, rest, reason or "the job was lost without a report", without_report=True, now=now
-        )
+        quarantined = self._hand_back(job, rest, reason, give_up=give_up, without_report=True, now=now)
         self._end(job, now)
         return {
             "done": np.zeros(0, np.int64),
@@ -731,10 +730,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     def _time(self, now: Any) -> float:
         if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
             raise SchedulerError(f"now must be a finite number of seconds, got {now!r}")
-        now = float(now)
-        if self._latest_now is None or now > self._latest_now:
-            self._latest_now = now
-        return now
+        self._latest_now = float(now) if self._latest_now is None else max(self._latest_now, float(now))
+        return float(now)
 
     def _job(self, job_id: str) -> SchedJob:
         index = self._by_id.get(job_id)
