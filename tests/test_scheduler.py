@@ -814,6 +814,15 @@ def test_a_unit_whose_alone_job_is_lost_late_is_remembered_to_take_that_long_or_
     (reason,) = sched.summary()["quarantine_reasons"]
     assert reason.startswith("ran 73440 s without finishing (then its job was lost"), reason
 
+    # A driver that does not say when payloads start (a job may have waited in a batch queue): no give-up.
+    other = 8
+    sched._book.set_alone(np.array([other]))
+    sched._book.alone_queue.insert(0, other)
+    (req,) = sched.next_jobs(free_slots=1, now=200_000.0)
+    assert req.rows.tolist() == [other]
+    sched.job_failed(req.job_id, now=200_000.0 + 0.85 * 86_400)
+    assert sched.unit_states()[other] == 0 and sched._book.spent[other] > 0.8 * 86_400
+
 
 def _twenty_probes():
     """A 400-unit task with its 20 probes handed out, and ``finish(req, speed, now, site, start)`` to report

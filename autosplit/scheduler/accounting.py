@@ -114,8 +114,9 @@ class AccountingMixin:
 
         A job of several units that ran more than ``OVERRUN`` times its predicted payload held a far
         longer unit than predicted: each of its units runs alone next. A unit running alone is remembered
-        to take at least that long (like a unit cut off by a kill: its next job alone gets twice that), and
-        is given up on once that reaches ``give_up_fraction`` of ``max_job_seconds``."""
+        to take at least that long (like a unit cut off by a kill: its next job alone gets twice that), and,
+        when the driver told when the payload started (:meth:`job_started`), is given up on once that
+        reaches ``give_up_fraction`` of ``max_job_seconds``."""
         book = self._book
         ran = self._payload_seconds(job, now)
         if rest.size > 1 and job.predicted and ran > OVERRUN * job.predicted:
@@ -127,7 +128,9 @@ class AccountingMixin:
             row = int(rest[0])
             book.spent[row] = max(book.spent.get(row, 0.0), ran)
             wall = self.max_job_seconds
-            if ran >= self.give_up_fraction * wall:
+            # Given up on only when the driver said when the payload started: a job that waited long in a
+            # batch queue before it was lost must not look like a unit that ran most of the wall.
+            if job.started_at is not None and ran >= self.give_up_fraction * wall:
                 return (
                     f"ran {ran:.0f} s without finishing (then its job was lost; the longest allowed job is "
                     f"{wall:.0f} s); resubmit with a larger max runtime"

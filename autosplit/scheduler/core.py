@@ -36,7 +36,7 @@ The policy, in the order a task meets it:
    job ``max_crashes`` times (alone after the second; the last loss while alone; when that loss left no
    report and the pool's loss hazard could explain so many by chance, more, at most twice as many), is
    quarantined; so is a unit whose predicted mean alone exceeds ``max_job_seconds``, and a unit killed (or
-   lost while alone) after running ``give_up_fraction`` (0.8) of ``max_job_seconds`` (or killed at that
+   lost while alone, its start known) after running ``give_up_fraction`` (0.8) of ``max_job_seconds`` (or killed at that
    limit while alone): a rerun starts from zero under the same limit. A unit killed sooner runs alone next,
    with at least twice the seconds it was seen to take; so do the units of a job lost after ``OVERRUN`` (3)
    times its predicted payload. Processing jobs are killed only at ``max_job_seconds`` (``kill_at_wall``):

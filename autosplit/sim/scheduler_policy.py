@@ -84,6 +84,8 @@ class SchedulerPolicy:
     def _on_done(self, attempt: Attempt) -> None:
         sim, sched = self._sim, self.scheduler_
         job_id = attempt.job.name
+        # The payload started after the slot overhead (a pool's job event log says when).
+        sched.job_started(job_id, now=attempt.dispatched + attempt.overhead)
         if attempt.outcome == "crash":
             sched.job_failed(job_id, now=attempt.end)
         else:
