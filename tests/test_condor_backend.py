@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -707,6 +708,42 @@ def test_postjob_names_the_hold_reason_of_a_removed_job(tmp_path) -> None:
     result = run_postjob(task, "c1-1", -1002, 0, 2)
     assert result.outcome == "lost"
     assert "held: Transfer input files failure" in result.message and "(hold code 13)" in result.message
+
+
+# A job that started, was evicted and started again (the EXECUTE event's format on HTCondor 25.14).
+STARTED_LOG = """\
+000 (077.000.000) 2026-12-03 07:06:59 Job submitted from host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+    [ DAGNodeName = "c1-1" ]
+...
+001 (077.000.000) 2026-12-03 07:07:03 Job executing on host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+...
+001 (077.000.000) 2026-12-03 07:20:33 Job executing on host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+...
+"""
+
+
+def test_a_lost_job_tells_the_scheduler_when_it_last_started(tmp_path) -> None:
+    """A job that left no report: the postjob reads its last start from the event log and tells the
+    scheduler, so the time it waited in the queue is not taken for time its units ran (the scheduler
+    judges a lost job by how long it ran)."""
+    from autosplit.backends.condor import last_start
+    from autosplit.pipeline.bind import bind
+    from autosplit.pipeline.postjob import run_postjob
+    from autosplit.pipeline.scheduling import session
+
+    local = time.mktime(time.strptime("2026-12-03 07:20:33", "%Y-%m-%d %H:%M:%S"))  # the log's local time
+    path = tmp_path / "started.log"
+    path.write_text(STARTED_LOG)
+    assert last_start(path, "c1-1") == local
+    assert last_start(path, "c9-9") is None and last_start(tmp_path / "missing.log", "c1-1") is None
+
+    task = make_task(tmp_path, extra=CONDOR)
+    assert bind(str(task.root), "c1-1")[0] == 0
+    task.event_log.write_text(STARTED_LOG)
+    assert run_postjob(task, "c1-1", -1002, 0, 2).outcome == "lost"
+    with session(task) as s:
+        job = s.scheduler._jobs[s.scheduler._by_id["c1-1"]]
+    assert job.outcome == "lost" and job.started_at == local
 
 
 class FakeChirp:

@@ -306,15 +306,16 @@ def backend_state(task: Any) -> dict[str, Any]:
     return out
 
 
-def hold_reason(event_log: str | os.PathLike[str], node: str) -> str | None:
-    """The reason of the last hold of ``node``'s job in the task's job event log (None if it was never
-    held): the postjob names it when a held job was removed, and status shows held jobs with it."""
+def _node_events(event_log: str | os.PathLike[str], node: str, kinds: tuple[str, ...]) -> list[Any]:
+    """The events of ``kinds`` (``htcondor2.JobEventType`` names) of ``node``'s jobs in the task's job
+    event log, in log order (best effort: a log being written is read as far as it goes)."""
     htcondor2 = _htcondor2("reading the job event log")
     path = Path(event_log)
     if not path.exists():
-        return None
+        return []
+    wanted = {getattr(htcondor2.JobEventType, kind) for kind in kinds}
     clusters: set[int] = set()
-    reason = None
+    found: list[Any] = []
     try:
         for event in htcondor2.JobEventLog(str(path)).events(stop_after=0):
             kind = event.type
@@ -323,11 +324,27 @@ def hold_reason(event_log: str | os.PathLike[str], node: str) -> str | None:
                 name = notes.get("DAGNodeName") if notes is not None and hasattr(notes, "get") else None
                 if name == node or str(event.get("LogNotes", "")).strip() == f"DAG Node: {node}":
                     clusters.add(event.cluster)
-            elif kind == htcondor2.JobEventType.JOB_HELD and event.cluster in clusters:
-                reason = str(event.get("HoldReason", "")) or "held"
-                code = event.get("HoldReasonCode")
-                if code is not None:
-                    reason = f"{reason} (hold code {code})"
+            elif kind in wanted and event.cluster in clusters:
+                found.append(event)
     except Exception:  # noqa: BLE001 - a log being written: best effort
-        return reason
-    return reason
+        pass
+    return found
+
+
+def hold_reason(event_log: str | os.PathLike[str], node: str) -> str | None:
+    """The reason of the last hold of ``node``'s job in the task's job event log (None if it was never
+    held): the postjob names it when a held job was removed, and status shows held jobs with it."""
+    held = _node_events(event_log, node, ("JOB_HELD",))
+    if not held:
+        return None
+    reason = str(held[-1].get("HoldReason", "")) or "held"
+    code = held[-1].get("HoldReasonCode")
+    return f"{reason} (hold code {code})" if code is not None else reason
+
+
+def last_start(event_log: str | os.PathLike[str], node: str) -> float | None:
+    """When ``node``'s job last began executing (seconds since the epoch, from the event log's EXECUTE
+    event), or None: the postjob tells the scheduler when a job that left no report started, so time
+    spent waiting in the queue does not count as time its units ran."""
+    started = _node_events(event_log, node, ("EXECUTE",))
+    return float(started[-1].timestamp) if started else None

@@ -98,12 +98,14 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         assignment = ledger.job_assignment(node)
     report, problem = _read_report(task, node, retry, assignment)
     verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
+    started = None
     if report is None and task.config.backend.kind == "condor":  # a held job removed: say why it was held
-        from autosplit.backends.condor import hold_reason
+        from autosplit.backends.condor import hold_reason, last_start
 
         held = hold_reason(task.event_log, node)
         if held:
             verdict = Verdict(verdict.kind, f"{verdict.reason}; the job was held: {held}")
+        started = last_start(task.event_log, node)
     checkpoint = None
     if report is None or not _from_payload(report):
         checkpoint = _commit_checkpoint(task, node, retry, assignment)
@@ -144,7 +146,9 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         recorded = s.ledger.recorded_attempt(node, retry)
         if recorded is not None:
             return PostjobResult(recorded.decision, recorded.outcome, recorded.message)
-        result = _account(s, s.ledger.job(node), retry, return_code, report, verdict, committed, checkpoint)
+        result = _account(
+            s, s.ledger.job(node), retry, return_code, report, verdict, committed, checkpoint, started
+        )
         s.save()
         if result.outcome in _FAILED_OUTCOMES:
             result = _maybe_abort(task, s.ledger, job["stage"], node, retry, result)
@@ -202,10 +206,19 @@ def _commit_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[
 
 
 def _account(
-    s, job: dict, retry: int, return_code: int, report, verdict: Verdict, committed: bool, checkpoint=None
+    s,
+    job: dict,
+    retry: int,
+    return_code: int,
+    report,
+    verdict: Verdict,
+    committed: bool,
+    checkpoint=None,
+    started: float | None = None,
 ):
     """Hand the attempt to the scheduler and record its decisions in the ledger. ``checkpoint``: the last
-    checkpoint of an attempt that was lost or killed, its outputs committed: its units are done."""
+    checkpoint of an attempt that was lost or killed, its outputs committed: its units are done.
+    ``started``: when a job that left no report began executing (the event log), if known."""
     node = job["node"]
     sched = s.scheduler
     now = time.time()
@@ -238,6 +251,8 @@ def _account(
     elif report is None:
         outcome = "rejected" if kind == "rejected" else "lost"
         message = verdict.reason
+        if started is not None:  # how long its units ran, not how long it waited in the queue
+            sched.job_started(node, min(started, now))
         result = sched.job_failed(node, now, reason=message)
         job_state = "failed"
     else:

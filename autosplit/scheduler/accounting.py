@@ -109,41 +109,35 @@ class AccountingMixin:
         self, job: SchedJob, rest: np.ndarray, now: float, reason: str
     ) -> tuple[str, np.ndarray | None]:
         """What a job lost without a report at ``now`` says of its units ``rest``, from how long its payload
-        ran (from :meth:`job_started`, else the request plus the observed slot overhead): the reason to hand
-        them back with, and the units to give up on at once (or ``None``).
+        ran, when the driver said when it started (:meth:`job_started`; the pipeline reads it from the job
+        event log): the reason to hand them back with, and the units to give up on at once (or ``None``).
 
         A job of several units that ran more than ``OVERRUN`` times its predicted payload held a far
-        longer unit than predicted: each of its units runs alone next. A unit running alone is remembered
-        to take at least that long (like a unit cut off by a kill: its next job alone gets twice that), and,
-        when the driver told when the payload started (:meth:`job_started`), is given up on once that
-        reaches ``give_up_fraction`` of ``max_job_seconds``."""
+        longer unit than predicted: each of its units runs alone next (with the model's alone limit). A
+        one-unit job's unit is remembered to take at least that long (like a unit cut off by a kill: its
+        next job alone gets twice that), and is given up on once that reaches ``give_up_fraction`` of
+        ``max_job_seconds``."""
+        if job.started_at is None:
+            # Unknown start (a driver that does not call job_started): time spent waiting in a batch
+            # queue would look like time the units ran.
+            return reason, None
         book = self._book
-        ran = self._payload_seconds(job, now)
+        ran = max(now - job.started_at, 0.0)
         if rest.size > 1 and job.predicted and ran > OVERRUN * job.predicted:
             # One of its units is far longer than predicted (which one, no report says): each runs alone
-            # next, longest predicted first, so the others are not lost with it again.
+            # next, so the others are not lost with it again.
             book.set_alone(rest)
         elif job.rows.size == 1 and rest.size == 1 and job.kind != "probe":
-            # Alone, the unit ran that long without finishing, as if killed then.
+            # The unit ran that long without finishing, as if killed then.
             row = int(rest[0])
             book.spent[row] = max(book.spent.get(row, 0.0), ran)
             wall = self.max_job_seconds
-            # Given up on only when the driver said when the payload started: a job that waited long in a
-            # batch queue before it was lost must not look like a unit that ran most of the wall.
-            if job.started_at is not None and ran >= self.give_up_fraction * wall:
+            if ran >= self.give_up_fraction * wall:
                 return (
                     f"ran {ran:.0f} s without finishing (then its job was lost; the longest allowed job is "
                     f"{wall:.0f} s); resubmit with a larger max runtime"
                 ), rest
         return reason, None
-
-    def _payload_seconds(self, job: SchedJob, now: float) -> float:
-        """Seconds ``job``'s payload has run at ``now`` (from its start, else its request plus the observed
-        slot overhead)."""
-        start = job.started_at
-        if start is None:
-            start = job.requested_at + self._observer.slot_overhead(default=0.0)
-        return max(now - start, 0.0)
 
     def _losses_by_chance(self, rows: np.ndarray, job: SchedJob, now: float | None) -> np.ndarray:
         """Whether the losses of each of ``rows`` (units of ``job``, lost alone without a report at ``now``,

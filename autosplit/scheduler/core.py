@@ -36,12 +36,12 @@ The policy, in the order a task meets it:
    job ``max_crashes`` times (alone after the second; the last loss while alone; when that loss left no
    report and the pool's loss hazard could explain so many by chance, more, at most twice as many), is
    quarantined; so is a unit whose predicted mean alone exceeds ``max_job_seconds``, and a unit killed (or
-   lost while alone, its start known) after running ``give_up_fraction`` (0.8) of ``max_job_seconds`` (or killed at that
-   limit while alone): a rerun starts from zero under the same limit. A unit killed sooner runs alone next,
-   with at least twice the seconds it was seen to take; so do the units of a job lost after ``OVERRUN`` (3)
-   times its predicted payload. Processing jobs are killed only at ``max_job_seconds`` (``kill_at_wall``):
-   past its soft limit a job is finishing its last unit. Units handed back ``max_tails`` times run without
-   a soft limit.
+   lost while alone, its start known) after running ``give_up_fraction`` (0.8) of ``max_job_seconds``: a
+   rerun starts from zero under the same limit. A unit killed sooner runs alone next, with at least twice
+   the seconds it was seen to take; the units of a job lost after ``OVERRUN`` (3) times its predicted
+   payload run alone too. Processing jobs are killed only at ``max_job_seconds`` (``kill_at_wall``): past
+   its soft limit a job is finishing its last unit. Units handed back ``max_tails`` times run without a
+   soft limit.
 
 The scheduler is pure: no I/O, no clock (``now`` comes from the driver), deterministic for a ``seed``.
 Calls cost time in the size of the job they make, not in the size of the task, except a refit.
@@ -166,16 +166,15 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         Longest payload any job may get (the batch system's wall-time limit); default three times the
         target. A unit whose predicted mean exceeds this even alone is quarantined before it runs.
     give_up_fraction:
-        A unit killed (or lost while alone) after running this fraction of ``max_job_seconds`` without
-        finishing is quarantined at once, without a rerun alone (which would start from zero). At 1, only
-        a unit that had the whole limit is: units that fit can finish, at the price of a wall-time-long rerun
-        for each that does not. On the ``grid`` profile of ``benchmarks/run_quality.py`` (autosplit, no
-        failures, the four runs where the rule fired, five lumis): at 1, three of the five (18-23 h at the
-        pool's mean speed) finished on their rerun, the two longer than the limit (25.6 h, 39.5 h) were
-        killed again, and the makespan went 1.53 -> 1.46, 1.11 -> 1.15, 1.16 -> 1.47 and 1.42 -> 2.08 times
-        the bound (pileup seeds 0 and 1, pareto seeds 0 and 2; in the last a 20 h lumi on a slow node was
-        given up too). 0.8 stays the default; with the default ``max_job_seconds`` a rerun alone gets the
-        whole limit already.
+        A unit killed (or lost while alone, its start known) after running this fraction of
+        ``max_job_seconds`` without finishing is quarantined at once, without a rerun alone (which would
+        start from zero). At 1, only a unit that had the whole limit is: units that fit can finish, at the
+        price of a wall-time-long rerun for each that does not. On the ``grid`` profile of
+        ``benchmarks/run_quality.py`` (autosplit, no failures, the four runs where the rule fired, five
+        lumis): at 1, three of the five (18-23 h at the pool's mean speed) finished on their rerun, the two
+        longer than the limit (25.6 h, 39.5 h) were killed again, and the makespan went 1.53 -> 1.46,
+        1.11 -> 1.15, 1.16 -> 1.47 and 1.42 -> 2.08 times the bound (pileup seeds 0 and 1, pareto seeds 0
+        and 2; in the last a 20 h lumi on a slow node was given up too). 0.8 stays the default.
     min_job_seconds:
         Floor of the factoring job size (seconds of predicted payload); default adaptive: ten slot
         overheads or a twentieth of the target, lowered to the work left per slot near the end.
@@ -386,7 +385,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         return out
 
     def job_started(self, job_id: str, now: float) -> None:
-        """Optional: the job's payload started at ``now`` (drivers that queue jobs tell this)."""
+        """Optional: the job's payload started at ``now`` (a lost job is judged by how long it ran then)."""
         job = self._job(job_id)
         if job.outcome == "running" and job.started_at is None:
             job.started_at = self._time(now)

@@ -29,13 +29,14 @@ class JobRequest:
     hard_limit_seconds:
         Payload seconds after which the job is killed (SIGTERM, then SIGKILL ``grace_seconds`` later). A
         bulk processing or tail job's is the wall-time limit (``max_job_seconds``) plus one
-        ``grace_seconds`` (with ``kill_at_wall``); a unit run alone gets at least twice what a kill saw it
-        take; a probe's leaves room for a slow unit past the probe's soft limit.
+        ``grace_seconds`` (with ``kill_at_wall``); a unit run alone gets at least twice what a kill (or a
+        loss of its job alone) saw it take; a probe's leaves room for a slow unit past the probe's soft limit.
     predicted_seconds:
         Predicted mean payload seconds (per-job set-up included); ``None`` for probes.
     alone:
-        True for a unit run by itself: it was named as the cause of a failure, cut off by a kill, or is
-        predicted too long to share a job.
+        True for a unit run by itself: it was named as the cause of a failure, cut off by a kill, lost with
+        its job twice or with a job that ran far past its prediction, or is predicted too long to share a
+        job.
     meta:
         Free-form details (the job's predicted upper quantile, its tail level, ...).
     """
