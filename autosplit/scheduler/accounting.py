@@ -156,13 +156,9 @@ class AccountingMixin:
         with failures had quarantined a good lumi after 4 losses). Where no loss hazard is seen,
         ``max_crashes`` losses are enough, as before."""
         book = self._book
-        observer = self._observer
         crashes = book.crashes[rows].astype(np.float64)
-        others = observer.n_lost - crashes
-        running = self._running_exposure(now) if now is not None else 0.0
-        exposure = max(observer.exposure_seconds + running, 1e-9)
-        hazard = np.where(others >= 3, others / exposure, 0.0)
-        seconds = np.full(rows.size, observer.slot_overhead(default=0.0))
+        hazard = self._hazard(now, excluding=crashes)
+        seconds = np.full(rows.size, self._observer.slot_overhead(default=0.0))
         if self._predictions is not None:
             seconds += self._predictions.overhead + self._predictions.mean[rows]
         seen = np.array([book.spent.get(int(r), 0.0) for r in rows.tolist()])

@@ -228,15 +228,15 @@ class BindingMixin:
             )
         )
 
-    def _hazard(self, now: float | None = None) -> float:
+    def _hazard(self, now: float | None = None, excluding=0):
         """Jobs lost per slot-second, the running jobs' slot time until ``now`` counted (default: the latest
-        time a call gave)."""
+        time a call gave); ``excluding`` losses left out (see :meth:`PoolObserver.hazard`)."""
         observer = self._observer
         if observer.hazard() <= 0:  # too few losses: no need to sum the running jobs' slot time
-            return 0.0
+            return observer.hazard(excluding=excluding)
         now = self._latest_now if now is None else now
         running = self._running_exposure(now) if now is not None else 0.0
-        return observer.hazard(running_seconds=running)
+        return observer.hazard(running_seconds=running, excluding=excluding)
 
     def _failure_cap(self, now: float | None = None) -> float:
         """Seconds a job's *expected* length (slot overhead, set-up and payload) may reach under the observed

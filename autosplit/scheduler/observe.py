@@ -67,18 +67,19 @@ class PoolObserver:
         values = sorted(self.overheads[-2000:])
         return float(values[len(values) // 2])
 
-    def hazard(self, min_events: int = 3, running_seconds: float = 0.0) -> float:
+    def hazard(self, min_events: int = 3, running_seconds: float = 0.0, excluding=0):
         """Jobs lost per slot-second, 0 until ``min_events`` losses were seen: the losses over the slot time
         of the jobs that ended plus ``running_seconds``, the slot time so far of the jobs still running.
+        ``excluding`` (a count, or an array of counts) leaves that many losses out (a unit's own).
 
         Without the running jobs' time the rate is biased high early in a task, when lost jobs have ended
         and most others have not: on ``grid``/``constant`` (48 h mean time between failures) it read up to
         three times the true rate in the first tenth of the task, and Young's cap came out at 2.2 h there
         against the 4 h it settles at."""
         exposure = self.exposure_seconds + max(float(running_seconds), 0.0)
-        if self.n_lost < min_events or exposure <= 0:
-            return 0.0
-        return self.n_lost / exposure
+        losses = self.n_lost - np.asarray(excluding, dtype=np.float64)
+        rate = np.where((losses >= min_events) & (exposure > 0), losses / max(exposure, 1e-9), 0.0)
+        return float(rate) if rate.ndim == 0 else rate
 
 
 def slots_per_site(sites: Sequence[str], starts: np.ndarray, ends: np.ndarray) -> dict[str, int]:
