@@ -722,11 +722,12 @@ STARTED_LOG = """\
 """
 
 
-def test_a_lost_job_tells_the_scheduler_when_it_last_started(tmp_path) -> None:
+def test_a_lost_job_tells_the_scheduler_when_it_last_started(tmp_path, monkeypatch) -> None:
     """A job that left no report: the postjob reads its last start from the event log and tells the
     scheduler, so the time it waited in the queue is not taken for time its units ran (the scheduler
     judges a lost job by how long it ran)."""
     from autosplit.backends.condor import last_start
+    from autosplit.pipeline import scheduling
     from autosplit.pipeline.bind import bind
     from autosplit.pipeline.postjob import run_postjob
     from autosplit.pipeline.scheduling import session
@@ -744,6 +745,18 @@ def test_a_lost_job_tells_the_scheduler_when_it_last_started(tmp_path) -> None:
     with session(task) as s:
         job = s.scheduler._jobs[s.scheduler._by_id["c1-1"]]
     assert job.outcome == "lost" and job.started_at == local
+
+    # The ledger keeps how long it ran (its attempt's wall seconds), and a scheduler rebuilt from the
+    # ledger is told (how long a lost unit ran alone sizes its next job, see test_scheduler).
+    with task.ledger() as ledger:
+        (attempt,) = ledger.attempts("c1-1").to_dicts()
+        assert attempt["outcome"] == "lost" and attempt["report_path"] is None
+        assert abs(attempt["wall_seconds"] - (attempt["time"] - local)) < 5.0, attempt
+        seen = {}
+        real = scheduling.restore_scheduler
+        monkeypatch.setattr(scheduling, "restore_scheduler", lambda *a, **k: seen.update(k) or real(*a, **k))
+        scheduling.rebuild_scheduler(task, ledger)
+    assert seen["lost_runs"] == [("c1-1", attempt["wall_seconds"])]
 
 
 class FakeChirp:

@@ -494,6 +494,52 @@ def test_pool_kill_jobs_kill_and_resubmit(pool, workdir, job_python) -> None:
     assert_scratch_only(task_dir, pool["execute"])
 
 
+def test_pool_a_removed_job_is_lost_and_its_run_time_comes_from_the_event_log(
+    pool, workdir, job_python
+) -> None:
+    """A node job removed by the schedd while it runs (an operator's condor_rm of one job; a lost node looks
+    the same to DAGMan) leaves no report: its postjob records it lost, with the seconds it ran since it last
+    began executing, read from DAGMan's job event log (the scheduler judges a lost job by that, not by the
+    time it waited in the queue). Its units are bound again and the task completes."""
+    from autosplit._condor import condor_module
+    from autosplit.pipeline.taskdir import TaskDir
+
+    htcondor2 = condor_module("htcondor2", "pool tests")
+    toml, task_dir = slow_task(workdir, "slow-lost", job_python, target="30s")
+    cli("submit", str(toml), cwd=workdir)
+
+    def runner():
+        for job in status(task_dir, workdir)["backend"].get("running_jobs", []):
+            if not str(job.get("stage")).startswith("probe") and job.get("units_done", 0) >= 1:
+                return job
+        return None
+
+    job = wait_for(
+        runner,
+        420,
+        "a processing job with a unit done",
+        interval=1.0,
+        on_timeout=lambda: diagnostics(task_dir),
+    )
+    node, started = job["node"], float(job["started"])
+    htcondor2.Schedd().act(htcondor2.JobAction.Remove, f"ClusterId == {int(job['job_id'].split('.')[0])}")
+    task = TaskDir(task_dir)
+
+    def attempt():
+        with task.ledger() as ledger:
+            rows = ledger.attempts(node)
+        return rows.to_dicts()[0] if rows.height else None
+
+    row = wait_for(attempt, 180, f"{node}'s postjob", on_timeout=lambda: diagnostics(task_dir))
+    assert row["outcome"] == "lost" and row["report_path"] is None, row
+    ran = row["wall_seconds"]
+    assert ran is not None and 0.0 < ran <= row["elapsed_seconds"], row
+    # The event log's EXECUTE time (whole seconds, local time) is the schedd's JobCurrentStartDate.
+    assert abs((row["time"] - ran) - started) <= 5.0, (row, started)
+    final = wait_for_end(task_dir, workdir, 600, "the task to end")
+    assert final["units"]["done"] == final["units"]["total"] == 60, diagnostics(task_dir)
+
+
 def test_pool_resume_from_the_rescue_dag(pool, workdir, job_python) -> None:
     """A DAG removed behind autosplit's back (an operator's condor_rm) is resumed from DAGMan's rescue DAG:
     submit again follows a running DAG (no second DAGMan), then, once it is gone, resumes it; nodes done

@@ -638,6 +638,47 @@ def test_a_scheduler_rebuilt_from_the_record_remembers_what_a_killed_unit_took()
     assert alone.hard_limit_seconds == 3005.0, "twice the 1,500 s it took, within the 3,000 s limit"
 
 
+def test_a_scheduler_rebuilt_from_the_record_remembers_how_long_a_lost_alone_unit_ran() -> None:
+    """The pipeline records how long a job lost without a report ran (its event log's start); a rebuilt
+    scheduler gives the unit of a one-unit job twice that next, as the live one did. A job of several units
+    and a probe teach nothing of the kind."""
+    from autosplit.scheduler.restore import JobRecord, restore_scheduler
+
+    ds, sched = _model_scheduler()
+    row = 7
+    sched._book.set_alone(np.array([row]))
+    sched._book.alone_queue.insert(0, row)
+    alone, shared = sched.next_jobs(free_slots=2, now=0.0)
+    assert alone.rows.tolist() == [row] and shared.rows.size > 1
+    for req in (alone, shared):
+        sched.job_started(req.job_id, now=100.0)
+        sched.job_failed(req.job_id, now=30_100.0)
+    assert sched._book.spent == {row: 30_000.0}
+    book = sched._book
+    units = {
+        name: getattr(book, name).copy() for name in ("state", "failures", "returns", "crashes", "alone")
+    }
+    jobs = [
+        JobRecord(j.job_id, j.stage, j.kind, j.rows, j.requested_at, j.soft, j.hard, j.predicted, j.outcome)
+        for j in sched._jobs
+    ]
+    options = {"target_runtime": 600, "model": sched.model_, "grace_seconds": 5, "max_job_seconds": 86_400}
+    lost_runs = [(alone.job_id, 30_000.0), (shared.job_id, 30_000.0)]
+    again = restore_scheduler(
+        ds, units=units, jobs=jobs, reports=[], ended=[], now=30_101.0, options=options, lost_runs=lost_runs
+    )
+    assert again._book.spent == {row: 30_000.0}
+    # (the shared job ran 50x its prediction: its units run alone too, with the model's limit)
+    req = next(
+        r
+        for r in again.next_jobs(free_slots=20, now=30_101.0, names=[f"n{i}" for i in range(20)])
+        if r.rows.tolist() == [row]
+    )
+    assert req.hard_limit_seconds == 60_000 + 5, "twice what it ran"
+    blank = restore_scheduler(ds, units=units, jobs=jobs, reports=[], ended=[], now=30_101.0, options=options)
+    assert blank._book.spent == {}, "without the record of how long it ran, nothing to remember"
+
+
 @pytest.mark.parametrize(("spent", "hard"), [(1000.0, 2005.0), (1300.0, 3005.0)])
 def test_a_unit_cut_off_by_a_kill_runs_alone_with_twice_what_it_took_or_the_whole_limit(
     spent: float, hard: float

@@ -163,6 +163,11 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
 _FAILED_OUTCOMES = ("failed", "unit-failure", "rejected", "lost")
 
 
+def _ran(started: float | None, now: float) -> float | None:
+    """Seconds from ``started`` (when a job without a report last began executing) to ``now``."""
+    return None if started is None else max(now - started, 0.0)
+
+
 def _read_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tuple[int, int]]):
     """The attempt's last checkpoint report (archived as report.<attempt>.checkpoint.json), or None."""
     live = checkpoint_path(task.report_path(node))
@@ -227,7 +232,8 @@ def _account(
     details = {
         "exit_code": report.exit_code if report else return_code,
         "site": report.site if report else None,
-        "wall_seconds": report.wall_seconds if report else None,
+        # Without a report, the seconds since the job last started executing (the event log), if known.
+        "wall_seconds": report.wall_seconds if report else _ran(started, now),
         "cpu_seconds": report.cpu_seconds if report else None,
         "peak_rss_bytes": report.peak_rss_bytes if report else None,
         "events": report.total_events if report else None,

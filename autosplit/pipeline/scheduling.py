@@ -299,8 +299,11 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
     attempts = ledger.attempts()
     reports: list[JobReport] = []
     ended: list[tuple[float, float | None, bool]] = []
+    lost_runs: list[tuple[str, float]] = []
     if attempts.height:
         for row in attempts.iter_rows(named=True):
+            if row["outcome"] == "lost" and not row["report_path"] and row["wall_seconds"] is not None:
+                lost_runs.append((row["node"], float(row["wall_seconds"])))  # from the event log
             if row["usable_report"] and row["report_path"]:
                 try:
                     reports.append(JobReport.from_json(row["report_path"]))
@@ -316,4 +319,5 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
         ended=ended,
         now=time.time(),
         options=scheduler_options(task),
+        lost_runs=lost_runs,
     )

@@ -127,10 +127,7 @@ class AccountingMixin:
             # One of its units is far longer than predicted (which one, no report says): each runs alone
             # next, so the others are not lost with it again.
             book.set_alone(rest)
-        elif job.rows.size == 1 and rest.size == 1 and job.kind != "probe":
-            # The unit ran that long without finishing, as if killed then.
-            row = int(rest[0])
-            book.spent[row] = max(book.spent.get(row, 0.0), ran)
+        elif self._remember_lost_run(job, rest, ran):
             wall = self.max_job_seconds
             if ran >= self.give_up_fraction * wall:
                 return (
@@ -138,6 +135,16 @@ class AccountingMixin:
                     f"{wall:.0f} s); resubmit with a larger max runtime"
                 ), rest
         return reason, None
+
+    def _remember_lost_run(self, job: SchedJob, rest: np.ndarray, ran: float) -> bool:
+        """A job of one unit (not a probe) lost after its payload ran ``ran`` seconds: its unit still to do
+        (``rest``) takes at least that long, as if killed then (its next job alone gets twice that).
+        Returns whether that applied. Also used when a scheduler is rebuilt from its ledger."""
+        if not (job.rows.size == 1 and rest.size == 1 and job.kind != "probe"):
+            return False
+        row = int(rest[0])
+        self._book.spent[row] = max(self._book.spent.get(row, 0.0), float(ran))
+        return True
 
     def _losses_by_chance(self, rows: np.ndarray, job: SchedJob, now: float | None) -> np.ndarray:
         """Whether the losses of each of ``rows`` (units of ``job``, lost alone without a report at ``now``,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autosplit.jobreport import JobReport
-from autosplit.scheduler.book import PENDING, QUARANTINED
+from autosplit.scheduler.book import ASSIGNED, PENDING, QUARANTINED
 from autosplit.scheduler.core import Scheduler
 from autosplit.scheduler.jobs import SchedJob, SchedulerError, in_progress_pair
 from autosplit.scheduler.probing import ProbeRound
@@ -59,6 +59,7 @@ def restore_scheduler(
     ended: Iterable[tuple[float, float | None, bool]],
     now: float,
     options: Mapping[str, Any],
+    lost_runs: Iterable[tuple[str, float]] = (),
 ) -> Scheduler:
     """A scheduler in the state the record describes.
 
@@ -66,6 +67,7 @@ def restore_scheduler(
     ``failures``, ``returns``, ``crashes``, ``alone`` — and ``reason`` (a mapping row -> quarantine reason).
     ``jobs`` in the order they were handed out. ``ended``: per ended job (seconds it held its slot, payload
     wall seconds or ``None``, lost without a report). ``options`` are the scheduler's keyword arguments.
+    ``lost_runs``: per job lost without a report whose start was known, (job id, seconds its payload ran).
     """
     sched = Scheduler(dataset, **dict(options))
     book = sched._book
@@ -116,6 +118,13 @@ def restore_scheduler(
             except SchedulerError:  # a unit the job did not hold: nothing to remember
                 continue
             sched._note_spent(rows, report)
+    for job_id, ran in lost_runs:
+        # How long a lost unit ran sizes its next job alone, as the live scheduler's job_failed did.
+        index = sched._by_id.get(job_id)
+        if index is not None:
+            job = sched._jobs[index]
+            undone = (book.state[job.rows] == PENDING) | (book.state[job.rows] == ASSIGNED)
+            sched._remember_lost_run(job, job.rows[undone], ran)
     for elapsed, wall, lost in ended:
         sched._observer.ended(elapsed, wall, lost)
     sched._observer.offer(sched._time(now), len(sched._running), 0)
