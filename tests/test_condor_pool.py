@@ -497,8 +497,8 @@ def test_pool_kill_jobs_kill_and_resubmit(pool, workdir, job_python) -> None:
 def test_pool_a_removed_job_is_lost_and_its_run_time_comes_from_the_event_log(
     pool, workdir, job_python
 ) -> None:
-    """A node job removed by the schedd while it runs (an operator's condor_rm of one job; a lost node looks
-    the same to DAGMan) leaves no report: its postjob records it lost, with the seconds it ran since it last
+    """A node job removed by the schedd while it runs (an operator's condor_rm of one job, or a periodic
+    remove policy) leaves no report: its postjob records it lost, with the seconds it ran since it last
     began executing, read from DAGMan's job event log (the scheduler judges a lost job by that, not by the
     time it waited in the queue). Its units are bound again and the task completes."""
     from autosplit._condor import condor_module
