@@ -711,52 +711,92 @@ def test_postjob_names_the_hold_reason_of_a_removed_job(tmp_path) -> None:
 
 
 # A job that started, was evicted and started again (the EXECUTE event's format on HTCondor 25.14).
-STARTED_LOG = """\
+# Job event log records (HTCondor 25.14's format): c1-1 ran 180 s, was evicted, ran again 600 s and was held,
+# then removed; c2-2's retry (cluster 79) was removed before it ever ran; c3-3 is running.
+RUNS_LOG = """\
 000 (077.000.000) 2026-12-03 07:06:59 Job submitted from host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
     [ DAGNodeName = "c1-1" ]
 ...
 001 (077.000.000) 2026-12-03 07:07:03 Job executing on host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
 ...
+004 (077.000.000) 2026-12-03 07:10:03 Job was evicted. Code 1023 Subcode 0
+	(0) CPU times
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Remote Usage
+		Usr 0 00:00:00, Sys 0 00:00:00  -  Run Local Usage
+	0  -  Run Bytes Sent By Job
+	56777  -  Run Bytes Received By Job
+...
 001 (077.000.000) 2026-12-03 07:20:33 Job executing on host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+...
+012 (077.000.000) 2026-12-03 07:30:33 Job was held.
+	Excessive memory usage
+	Code 26 Subcode 0
+...
+009 (077.000.000) 2026-12-03 08:30:33 Job was aborted.
+	via condor_rm (by user htcuser)
+...
+000 (078.000.000) 2026-12-03 07:06:59 Job submitted from host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+    [ DAGNodeName = "c2-2" ]
+...
+001 (078.000.000) 2026-12-03 07:07:03 Job executing on host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+...
+009 (078.000.000) 2026-12-03 07:08:03 Job was aborted.
+	via condor_rm (by user htcuser)
+...
+000 (079.000.000) 2026-12-03 07:09:00 Job submitted from host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+    [ DAGNodeName = "c2-2" ]
+...
+009 (079.000.000) 2026-12-03 09:09:00 Job was aborted.
+	via condor_rm (by user htcuser)
+...
+000 (080.000.000) 2026-12-03 07:06:59 Job submitted from host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
+    [ DAGNodeName = "c3-3" ]
+...
+001 (080.000.000) 2026-12-03 07:07:03 Job executing on host: <127.0.0.1:9618?addrs=127.0.0.1-9618&alias=vm>
 ...
 """
 
 
-def test_a_lost_job_tells_the_scheduler_when_it_last_started(tmp_path, monkeypatch) -> None:
-    """A job that left no report: the postjob reads its last start from the event log and tells the
-    scheduler, so the time it waited in the queue is not taken for time its units ran (the scheduler
-    judges a lost job by how long it ran)."""
-    from autosplit.backends.condor import last_start
+def test_a_lost_job_tells_the_scheduler_how_long_it_ran(tmp_path, monkeypatch) -> None:
+    """A job that left no report: the postjob reads from the event log how long its latest job ran in its
+    last run and tells the scheduler, so time waiting in the queue or held is not taken for time its units
+    ran (the scheduler judges a lost job by how long it ran); the ledger keeps it for a rebuild."""
+    from autosplit.backends.condor import last_run
     from autosplit.pipeline import scheduling
     from autosplit.pipeline.bind import bind
     from autosplit.pipeline.postjob import run_postjob
     from autosplit.pipeline.scheduling import session
 
-    local = time.mktime(time.strptime("2026-12-03 07:20:33", "%Y-%m-%d %H:%M:%S"))  # the log's local time
-    path = tmp_path / "started.log"
-    path.write_text(STARTED_LOG)
-    assert last_start(path, "c1-1") == local
-    assert last_start(path, "c9-9") is None and last_start(tmp_path / "missing.log", "c1-1") is None
+    path = tmp_path / "runs.log"
+    path.write_text(RUNS_LOG)
+    now = time.time()
+    assert last_run(path, "c1-1", now) == 600.0, "executing 07:20:33, held 07:30:33 (not until removed)"
+    assert last_run(path, "c2-2", now) is None, "the retry never ran: not the first attempt's start"
+    started = time.mktime(time.strptime("2026-12-03 07:07:03", "%Y-%m-%d %H:%M:%S"))  # the log's local time
+    assert last_run(path, "c3-3", now) == now - started, "still running: until now"
+    assert last_run(path, "c9-9", now) is None and last_run(tmp_path / "missing.log", "c1-1", now) is None
 
     task = make_task(tmp_path, extra=CONDOR)
     assert bind(str(task.root), "c1-1")[0] == 0
-    task.event_log.write_text(STARTED_LOG)
+    task.event_log.write_text(RUNS_LOG)
     assert run_postjob(task, "c1-1", -1002, 0, 2).outcome == "lost"
-    with session(task) as s:
-        job = s.scheduler._jobs[s.scheduler._by_id["c1-1"]]
-    assert job.outcome == "lost" and job.started_at == local
-
-    # The ledger keeps how long it ran (its attempt's wall seconds), and a scheduler rebuilt from the
-    # ledger is told (how long a lost unit ran alone sizes its next job, see test_scheduler).
     with task.ledger() as ledger:
         (attempt,) = ledger.attempts("c1-1").to_dicts()
-        assert attempt["outcome"] == "lost" and attempt["report_path"] is None
-        assert abs(attempt["wall_seconds"] - (attempt["time"] - local)) < 5.0, attempt
-        seen = {}
-        real = scheduling.restore_scheduler
-        monkeypatch.setattr(scheduling, "restore_scheduler", lambda *a, **k: seen.update(k) or real(*a, **k))
+    assert (
+        attempt["outcome"] == "lost" and attempt["report_path"] is None and attempt["wall_seconds"] == 600.0
+    )
+    with session(task) as s:
+        job = s.scheduler._jobs[s.scheduler._by_id["c1-1"]]
+    assert job.outcome == "lost" and abs(job.started_at - (attempt["time"] - 600.0)) < 5.0
+
+    # A scheduler rebuilt from the ledger is told how long it ran (how long a lost unit ran alone sizes
+    # its next job, see test_scheduler).
+    seen = {}
+    real = scheduling.restore_scheduler
+    monkeypatch.setattr(scheduling, "restore_scheduler", lambda *a, **k: seen.update(k) or real(*a, **k))
+    with task.ledger() as ledger:
         scheduling.rebuild_scheduler(task, ledger)
-    assert seen["lost_runs"] == [("c1-1", attempt["wall_seconds"])]
+    assert seen["lost_runs"] == [("c1-1", 600.0)]
 
 
 class FakeChirp:

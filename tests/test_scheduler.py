@@ -641,7 +641,7 @@ def test_a_scheduler_rebuilt_from_the_record_remembers_what_a_killed_unit_took()
 def test_a_scheduler_rebuilt_from_the_record_remembers_how_long_a_lost_alone_unit_ran() -> None:
     """The pipeline records how long a job lost without a report ran (its event log's start); a rebuilt
     scheduler gives the unit of a one-unit job twice that next, as the live one did. A job of several units
-    and a probe teach nothing of the kind."""
+    teaches nothing of the kind."""
     from autosplit.scheduler.restore import JobRecord, restore_scheduler
 
     ds, sched = _model_scheduler()

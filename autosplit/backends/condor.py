@@ -324,6 +324,8 @@ def _node_events(event_log: str | os.PathLike[str], node: str, kinds: tuple[str,
                 name = notes.get("DAGNodeName") if notes is not None and hasattr(notes, "get") else None
                 if name == node or str(event.get("LogNotes", "")).strip() == f"DAG Node: {node}":
                     clusters.add(event.cluster)
+                    if kind in wanted:
+                        found.append(event)
             elif kind in wanted and event.cluster in clusters:
                 found.append(event)
     except Exception:  # noqa: BLE001 - a log being written: best effort
@@ -342,9 +344,33 @@ def hold_reason(event_log: str | os.PathLike[str], node: str) -> str | None:
     return f"{reason} (hold code {code})" if code is not None else reason
 
 
-def last_start(event_log: str | os.PathLike[str], node: str) -> float | None:
-    """When ``node``'s job last began executing (seconds since the epoch, from the event log's EXECUTE
-    event), or None: the postjob tells the scheduler when a job that left no report started, so time
-    spent waiting in the queue does not count as time its units ran."""
-    started = _node_events(event_log, node, ("EXECUTE",))
-    return float(started[-1].timestamp) if started else None
+#: Events that end a job's run on its slot.
+_RUN_ENDS = ("JOB_HELD", "JOB_EVICTED", "JOB_ABORTED", "JOB_TERMINATED", "SHADOW_EXCEPTION")
+
+
+def last_run(event_log: str | os.PathLike[str], node: str, now: float) -> float | None:
+    """Seconds ``node``'s latest job ran in its last run, from the job event log: from its last EXECUTE
+    event to the first event after it that ended the run (held, evicted, aborted, terminated, shadow
+    exception), or to ``now`` (seconds since the epoch) when none is logged yet. None when that job never
+    began executing: only the node's latest submitted job counts, so a retry that never ran is not given an
+    earlier attempt's start.
+
+    The postjob tells the scheduler how long a job that left no report ran, so time spent waiting in the
+    queue or held does not count as time its units ran."""
+    htcondor2 = _htcondor2("reading the job event log")
+    events = _node_events(event_log, node, ("SUBMIT", "EXECUTE", *_RUN_ENDS))
+    submitted = [event.cluster for event in events if event.type == htcondor2.JobEventType.SUBMIT]
+    if not submitted:
+        return None
+    ends = {getattr(htcondor2.JobEventType, kind) for kind in _RUN_ENDS}
+    start = end = None
+    for event in events:
+        if event.cluster != submitted[-1]:
+            continue
+        if event.type == htcondor2.JobEventType.EXECUTE:
+            start, end = float(event.timestamp), None
+        elif start is not None and end is None and event.type in ends:
+            end = float(event.timestamp)
+    if start is None:
+        return None
+    return max((end if end is not None else float(now)) - start, 0.0)

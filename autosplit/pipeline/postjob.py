@@ -98,14 +98,14 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         assignment = ledger.job_assignment(node)
     report, problem = _read_report(task, node, retry, assignment)
     verdict = classify(return_code, report, problem, task.archived_report(node, retry).exists())
-    started = None
+    ran = None
     if report is None and task.config.backend.kind == "condor":  # a held job removed: say why it was held
-        from autosplit.backends.condor import hold_reason, last_start
+        from autosplit.backends.condor import hold_reason, last_run
 
         held = hold_reason(task.event_log, node)
         if held:
             verdict = Verdict(verdict.kind, f"{verdict.reason}; the job was held: {held}")
-        started = last_start(task.event_log, node)
+        ran = last_run(task.event_log, node, time.time())
     checkpoint = None
     if report is None or not _from_payload(report):
         checkpoint = _commit_checkpoint(task, node, retry, assignment)
@@ -147,7 +147,7 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
         if recorded is not None:
             return PostjobResult(recorded.decision, recorded.outcome, recorded.message)
         result = _account(
-            s, s.ledger.job(node), retry, return_code, report, verdict, committed, checkpoint, started
+            s, s.ledger.job(node), retry, return_code, report, verdict, committed, checkpoint, ran
         )
         s.save()
         if result.outcome in _FAILED_OUTCOMES:
@@ -161,11 +161,6 @@ def run_postjob(task: TaskDir, node: str, return_code: int, retry: int, max_retr
 
 
 _FAILED_OUTCOMES = ("failed", "unit-failure", "rejected", "lost")
-
-
-def _ran(started: float | None, now: float) -> float | None:
-    """Seconds from ``started`` (when a job without a report last began executing) to ``now``."""
-    return None if started is None else max(now - started, 0.0)
 
 
 def _read_checkpoint(task: TaskDir, node: str, attempt: int, assignment: list[tuple[int, int]]):
@@ -219,11 +214,11 @@ def _account(
     verdict: Verdict,
     committed: bool,
     checkpoint=None,
-    started: float | None = None,
+    ran: float | None = None,
 ):
     """Hand the attempt to the scheduler and record its decisions in the ledger. ``checkpoint``: the last
     checkpoint of an attempt that was lost or killed, its outputs committed: its units are done.
-    ``started``: when a job that left no report began executing (the event log), if known."""
+    ``ran``: seconds a job that left no report ran in its last run (the event log), if known."""
     node = job["node"]
     sched = s.scheduler
     now = time.time()
@@ -232,8 +227,8 @@ def _account(
     details = {
         "exit_code": report.exit_code if report else return_code,
         "site": report.site if report else None,
-        # Without a report, the seconds since the job last started executing (the event log), if known.
-        "wall_seconds": report.wall_seconds if report else _ran(started, now),
+        # Without a report: the seconds it ran in its last run on a slot (the event log), if known.
+        "wall_seconds": report.wall_seconds if report else ran,
         "cpu_seconds": report.cpu_seconds if report else None,
         "peak_rss_bytes": report.peak_rss_bytes if report else None,
         "events": report.total_events if report else None,
@@ -257,8 +252,8 @@ def _account(
     elif report is None:
         outcome = "rejected" if kind == "rejected" else "lost"
         message = verdict.reason
-        if started is not None:  # how long its units ran, not how long it waited in the queue
-            sched.job_started(node, min(started, now))
+        if ran is not None:  # how long its units ran, not how long it waited in the queue or was held
+            sched.job_started(node, now - ran)  # the scheduler judges it by now - start
         result = sched.job_failed(node, now, reason=message)
         job_state = "failed"
     else:

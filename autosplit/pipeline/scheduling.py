@@ -302,15 +302,17 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
     lost_runs: list[tuple[str, float]] = []
     if attempts.height:
         for row in attempts.iter_rows(named=True):
-            if row["outcome"] == "lost" and not row["report_path"] and row["wall_seconds"] is not None:
-                lost_runs.append((row["node"], float(row["wall_seconds"])))  # from the event log
+            no_report = not row["report_path"]
+            if no_report and row["wall_seconds"] is not None:  # how long it ran, from the event log
+                lost_runs.append((row["node"], float(row["wall_seconds"])))
             if row["usable_report"] and row["report_path"]:
                 try:
                     reports.append(JobReport.from_json(row["report_path"]))
                 except JobReportError:
                     pass
             if row["elapsed_seconds"] is not None:
-                ended.append((float(row["elapsed_seconds"]), row["wall_seconds"], row["outcome"] == "lost"))
+                wall = None if no_report else row["wall_seconds"]  # a payload's wall time: slot overhead
+                ended.append((float(row["elapsed_seconds"]), wall, row["outcome"] == "lost"))
     return restore_scheduler(
         dataset,
         units=record,
