@@ -142,8 +142,7 @@ class AccountingMixin:
         Returns whether that applied. Also used when a scheduler is rebuilt from its ledger."""
         if not (job.rows.size == 1 and rest.size == 1 and job.kind != "probe"):
             return False
-        row = int(rest[0])
-        self._book.spent[row] = max(self._book.spent.get(row, 0.0), float(ran))
+        self._book.note_spent(int(rest[0]), ran)
         return True
 
     def _losses_by_chance(self, rows: np.ndarray, job: SchedJob, now: float | None) -> np.ndarray:

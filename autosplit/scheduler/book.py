@@ -49,7 +49,8 @@ class UnitBook:
         self.segment[self.order] = seg
         self.reasons: dict[str, int] = {}
         self.reason_of: dict[int, str] = {}
-        # Units cut off by a kill: the most seconds one ran without finishing (a lower bound on its cost).
+        # Units cut off by a kill or lost while alone: the most seconds one ran without finishing (a lower
+        # bound on its cost; see note_spent).
         self.spent: dict[int, float] = {}
         # Queues of pending rows. ``fresh`` is a view of the planning order from ``cursor`` on.
         self.fresh = self.order.copy()
@@ -89,6 +90,11 @@ class UnitBook:
         return int(np.count_nonzero(self.state == PENDING))
 
     # ------------------------------------------------------------------ queues
+    def note_spent(self, row: int, seconds: float) -> None:
+        """Unit ``row`` ran ``seconds`` without finishing (killed, or lost while alone): it takes at least
+        that long (the longest such run is kept)."""
+        self.spent[int(row)] = max(self.spent.get(int(row), 0.0), float(seconds))
+
     def rebuild_fresh(self, rows: np.ndarray | None = None) -> None:
         """Fresh queue = ``rows`` (default: every pending unit never handed out), in planning order."""
         if rows is None:

@@ -472,8 +472,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     def _note_spent(self, cut: np.ndarray, report: JobReport) -> float:
         """Remember the seconds the unit in progress (``cut``, one row) ran without finishing; returns them."""
         spent = _in_progress_seconds(report)
-        row = int(cut[0])
-        self._book.spent[row] = max(self._book.spent.get(row, 0.0), spent)
+        self._book.note_spent(int(cut[0]), spent)
         return spent
 
     def job_failed(self, job_id: str, now: float, reason: str | None = None) -> dict[str, Any]:
