@@ -118,7 +118,7 @@ def test_enough_probes_stops_when_the_interval_is_tight(ds):
 
 
 def test_probe_round_rules_shared_by_the_pipeline_and_the_simulator():
-    from autosplit.estimators.probes import probe_budget, probe_round_seed
+    from autosplit.estimators.probes import probe_budget, probe_round_seed, probes_within_budget
     from autosplit.splitting.limits import probe_hard_limit
 
     events = np.array([10, 400, 30, 200, 5])
@@ -127,6 +127,9 @@ def test_probe_round_rules_shared_by_the_pipeline_and_the_simulator():
     assert probe_budget(events, 2, 0.01) == 600.0
     assert probe_budget(events, 2, 0.5, total_events=2000) == 1000.0
     assert probe_budget(events, 10, 0.01) == 645.0
+    # Probes a round may have: units of the mean size (129 events) within the budget, at least 1.
+    assert probes_within_budget(events, 10, 0.5) == 2 and probes_within_budget(events, 1, 0.5) == 1
+    assert probes_within_budget(events, 10, 0.001) == 1 and probes_within_budget(events, 10, 1.0) == 5
     # Every round samples with its own seed; round 1 keeps its old one.
     seeds = [probe_round_seed(r) for r in (1, 2, 3)]
     assert seeds[0] == len("probe") and len(set(seeds)) == 3

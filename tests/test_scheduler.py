@@ -477,6 +477,29 @@ def test_a_default_probe_round_stays_within_its_share_of_the_events() -> None:
     assert len(fixed) == 100, "a number of probes the user set is kept"
 
 
+def test_probes_are_counted_by_units_of_the_mean_size_so_free_slots_do_not_idle() -> None:
+    """Events per lumi ~ Gamma(4): 2 % of the events of 2,000 lumis hold about 40 lumis of the mean size
+    but only 13 of the largest. With 50 free slots the round has one probe per mean-size lumi (counting
+    the largest left 37 slots idle while the probes ran), still within 2 % of the events."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    events = np.maximum(1, np.round(rng.gamma(4.0, 100.0, n))).astype(np.int64)
+    ds = asp.Dataset.from_units(
+        pl.DataFrame(
+            {
+                "run": np.full(n, 1),
+                "lumi": np.arange(1, n + 1),
+                "events": events,
+                "file": [f"/store/f{i // 40:03d}.root" for i in range(n)],
+            }
+        )
+    )
+    probes = asp.Scheduler(ds, target_runtime=8 * 3600.0).next_jobs(free_slots=50, now=0.0)
+    largest_fit = int(np.searchsorted(np.cumsum(np.sort(events)[::-1]), 0.02 * events.sum(), side="right"))
+    assert largest_fit < 20 and len(probes) >= 35
+    assert sum(int(events[req.rows].sum()) for req in probes) <= 0.02 * events.sum()
+
+
 def _finished_task():
     ds = dataset()
     cost = ds.units["events"].to_numpy() * 0.5

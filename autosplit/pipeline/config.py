@@ -23,7 +23,7 @@ has a default)::
     alpha = 0.05                      # accepted probability that a job reaches the soft limit
     max_tails = 3
     # probes = 20                     # probe jobs per round (default: one per slot, at most 500, and no
-    #                                 # more than probe_fraction of the events gives a lumi each)
+    #                                 # more than lumis of the mean size fit in probe_fraction of the events)
     # probe_seconds = "30m"           # a probe's soft limit (default: a sixteenth of target_runtime,
     #                                 # 5 to 30 minutes)
     probe_fraction = 0.02             # at most this fraction of the events goes to each probe round

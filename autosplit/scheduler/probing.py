@@ -61,9 +61,9 @@ def draw_round(
     """Draw round ``number``'s sample from the ``pending`` rows of ``dataset`` (see the module docstring).
 
     The event budget is ``probe_fraction`` of the pending events. Unless ``fixed_count`` (the user set the
-    number of probes), there are no more probes than can each get a unit within it
-    (:func:`~autosplit.estimators.probes.probes_within_budget`); otherwise the budget grows so that every
-    probe gets a unit. Each round has its own seed (:func:`~autosplit.estimators.probes.probe_round_seed`, offset by ``seed``).
+    number of probes), there are no more probes than units of the mean size fit within it
+    (:func:`~autosplit.estimators.probes.probes_within_budget`), and the budget grows only to hold the
+    largest unit; otherwise it grows so that every probe gets a unit. Each round has its own seed (:func:`~autosplit.estimators.probes.probe_round_seed`, offset by ``seed``).
     """
     # Imported here: the estimators come with polars, which a job script accounting for a job does not need.
     from autosplit.estimators.probes import (
@@ -76,9 +76,11 @@ def draw_round(
     units = dataset.units[pending]
     events = units["events"].to_numpy()
     n_probes = int(max(1, min(n_probes, units.height)))
-    if not fixed_count:
+    if fixed_count:
+        budget = probe_budget(events, n_probes, probe_fraction)
+    else:
         n_probes = probes_within_budget(events, n_probes, probe_fraction)
-    budget = probe_budget(events, n_probes, probe_fraction)
+        budget = probe_budget(events, 1, probe_fraction)
     chosen = choose_probes(
         units,
         n_probes,
