@@ -141,7 +141,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     model:
         A fitted cost model to start from (no probes). ``refit`` says whether reports still update it.
     probes:
-        Probe jobs in the first round (default: the slots offered by the first call, 20 to 500).
+        Probe jobs in the first round (default: the slots offered by the first call, 20 to 500, and no
+        more than lumis of the mean size fit in ``probe_fraction`` of the events).
     probe_seconds:
         Soft limit of a probe (default: :func:`~autosplit.splitting.limits.default_probe_seconds`, a
         sixteenth of the target, 5 to 30 minutes; the pipeline's default too).
