@@ -798,6 +798,22 @@ def test_a_lost_job_tells_the_scheduler_how_long_it_ran(tmp_path, monkeypatch) -
         scheduling.rebuild_scheduler(task, ledger)
     assert seen["lost_runs"] == [("c1-1", 600.0)]
 
+    # A job the user killed that left no report ran as long, but says nothing of its units: the scheduler
+    # is not told its start (a lone unit would be remembered as that long, or given up on) and the rebuild
+    # leaves it out; the ledger still shows the slot time it used.
+    assert bind(str(task.root), "c3-3")[0] == 0
+    with task.ledger() as ledger:
+        ledger.request_kill(["c3-3"])
+    assert run_postjob(task, "c3-3", -1002, 0, 2).outcome == "killed"
+    with task.ledger() as ledger:
+        (killed,) = ledger.attempts("c3-3").to_dicts()
+    assert killed["report_path"] is None and killed["wall_seconds"] > 0
+    with session(task) as s:
+        assert s.scheduler._jobs[s.scheduler._by_id["c3-3"]].started_at is None
+    with task.ledger() as ledger:
+        scheduling.rebuild_scheduler(task, ledger)
+    assert seen["lost_runs"] == [("c1-1", 600.0)]
+
 
 class FakeChirp:
     """Chirp's file calls onto a directory standing for the job's initialdir on the access point."""

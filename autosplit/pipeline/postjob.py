@@ -252,8 +252,10 @@ def _account(
     elif report is None:
         outcome = "rejected" if kind == "rejected" else "lost"
         message = verdict.reason
-        if ran is not None:  # how long its units ran, not how long it waited in the queue or was held
-            sched.job_started(node, now - ran)  # the scheduler judges it by now - start
+        if ran is not None and not killed:  # how long its units ran, not queued or held time
+            # The scheduler judges a lost job by now - start; a job the user killed says nothing of its
+            # units (a lone unit would otherwise be remembered as that long, or given up on).
+            sched.job_started(node, now - ran)
         result = sched.job_failed(node, now, reason=message)
         job_state = "failed"
     else:
