@@ -798,9 +798,9 @@ def test_a_lost_job_tells_the_scheduler_how_long_it_ran(tmp_path, monkeypatch) -
         scheduling.rebuild_scheduler(task, ledger)
     assert seen["lost_runs"] == [("c1-1", 600.0)]
 
-    # A job the user killed that left no report ran as long, but says nothing of its units: the scheduler
-    # is not told its start (a lone unit would be remembered as that long, or given up on) and the rebuild
-    # leaves it out; the ledger still shows the slot time it used.
+    # A job the user killed that left no report ran as long, but says nothing of its units or the pool: the
+    # scheduler cancels it (no start, no crash, no loss; a lone unit would be remembered as that long, or
+    # given up on) and the rebuild leaves its run out; the ledger still shows the slot time it used.
     assert bind(str(task.root), "c3-3")[0] == 0
     with task.ledger() as ledger:
         ledger.request_kill(["c3-3"])
@@ -809,7 +809,9 @@ def test_a_lost_job_tells_the_scheduler_how_long_it_ran(tmp_path, monkeypatch) -
         (killed,) = ledger.attempts("c3-3").to_dicts()
     assert killed["report_path"] is None and killed["wall_seconds"] > 0
     with session(task) as s:
-        assert s.scheduler._jobs[s.scheduler._by_id["c3-3"]].started_at is None
+        cancelled = s.scheduler._jobs[s.scheduler._by_id["c3-3"]]
+        assert cancelled.outcome == "cancelled" and cancelled.started_at is None
+        assert s.scheduler._book.crashes[cancelled.rows].sum() == 0
     with task.ledger() as ledger:
         scheduling.rebuild_scheduler(task, ledger)
     assert seen["lost_runs"] == [("c1-1", 600.0)]

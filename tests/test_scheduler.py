@@ -239,6 +239,21 @@ def test_close_cancels_running_jobs_and_requeue_brings_units_back() -> None:
     assert not sched.finished and sched.next_jobs(free_slots=1, now=21.0)
 
 
+def test_a_job_its_user_stopped_without_a_report_blames_nothing() -> None:
+    """job_cancelled: the job's units go back pending with no crash, and the pool's loss count is
+    untouched; job_failed on the same kind of job counts a crash on each unit and a loss of the pool."""
+    ds = dataset(60)
+    sched = asp.Scheduler(ds, target_runtime=600, probe_seconds=60, probes=2)
+    first, second = sched.next_jobs(free_slots=2, now=0.0)
+    out = sched.job_cancelled(first.job_id, now=30.0)
+    assert sorted(out["returned"].tolist()) == sorted(first.rows.tolist())
+    assert (sched.unit_states()[first.rows] == 0).all() and sched._book.crashes[first.rows].sum() == 0
+    assert sched.summary()["jobs"]["by_stage"]["probe"]["cancelled"] == 1 and sched._observer.n_lost == 0
+    assert sched.job_cancelled(first.job_id, now=31.0)["duplicate"]
+    sched.job_failed(second.job_id, now=30.0)
+    assert (sched._book.crashes[second.rows] == 1).all() and sched._observer.n_lost == 1
+
+
 # ---------------------------------------------------------------------- odd but valid reports, failing fits
 # A driver (a simulator, a workload manager) must never lose units because a scheduler call raised: the
 # reports below are all valid JobReports (no timings at all, job-level timings only, zero seconds, kills in

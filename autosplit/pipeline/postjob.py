@@ -13,7 +13,9 @@ one transaction:
   outputs were never written, but their timings still teach the cost model);
 * ``unit-failure``: the unit the user code failed on is blamed, the rest go back;
 * ``failed`` (a report with an error and no culprit), ``rejected`` (a report that cannot be trusted),
-  ``lost`` (no report): the units go back with one more crash each.
+  ``lost`` (no report): the units go back with one more crash each;
+* ``killed`` by the user (``autosplit kill --jobs``) with no report: the units go back as they were
+  (:meth:`~autosplit.Scheduler.job_cancelled`: no crash, no loss of the pool).
 
 Exit codes (CRAB3's, kept): 0 accounted for, 2 fatal (a node this task does not know), 3 abort the DAG
 (most of a stage's jobs failed), 4 defer (stage-out still in flight: DAGMan re-runs this script later; it
@@ -249,13 +251,17 @@ def _account(
         )
         result = sched.job_finished(lost, now, done=saved)
         job_state = "failed"
+    elif report is None and killed:
+        # Stopped by the user: its units go back as they were. A user's kill says nothing of them or of the
+        # pool (as a loss, a lone unit would be remembered as taking that long, or given up on).
+        outcome, message = "killed", verdict.reason
+        result = sched.job_cancelled(node, now)
+        job_state = "killed"
     elif report is None:
         outcome = "rejected" if kind == "rejected" else "lost"
         message = verdict.reason
-        if ran is not None and not killed:  # how long its units ran, not queued or held time
-            # The scheduler judges a lost job by now - start; a job the user killed says nothing of its
-            # units (a lone unit would otherwise be remembered as that long, or given up on).
-            sched.job_started(node, now - ran)
+        if ran is not None:  # how long its units ran, not how long it waited in the queue or was held
+            sched.job_started(node, now - ran)  # the scheduler judges it by now - start
         result = sched.job_failed(node, now, reason=message)
         job_state = "failed"
     else:

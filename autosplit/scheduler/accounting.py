@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autosplit.scheduler.book import PENDING
+from autosplit.scheduler.book import ASSIGNED, PENDING
 from autosplit.scheduler.jobs import SchedJob, SchedulerError
 
 #: A job of several units lost without a report after running this many times its predicted payload held a
@@ -104,6 +104,21 @@ class AccountingMixin:
         if self._fresh_built:  # while probing, pending units are collected when processing starts
             book.push_returned(rows[book.state[rows] == PENDING])
         return np.concatenate(quarantined) if quarantined else np.zeros(0, np.int64)
+
+    def job_cancelled(self, job_id: str, now: float) -> dict:
+        """Account for a job its user stopped that left no report: its units go back to pending as they
+        were. Unlike :meth:`job_failed` nothing is blamed (no loss of the pool, no crash of its units, no
+        run time remembered for them): a user's kill says nothing of the units or the pool. Returns what
+        changed, as :meth:`job_failed` does."""
+        now = self._time(now)
+        job = self._job(job_id)
+        if job.outcome != "running":
+            return {"done": np.zeros(0, np.int64), "returned": np.zeros(0, np.int64), "duplicate": True}
+        job.outcome = "cancelled"
+        rest = job.rows[self._book.state[job.rows] == ASSIGNED]
+        quarantined = self._hand_back(job, rest, None)
+        self._end(job, now)
+        return {"done": np.zeros(0, np.int64), "returned": rest, "quarantined": quarantined}
 
     def _judge_loss(
         self, job: SchedJob, rest: np.ndarray, now: float, reason: str
