@@ -115,10 +115,17 @@ class AccountingMixin:
         if job.outcome != "running":
             return {"done": np.zeros(0, np.int64), "returned": np.zeros(0, np.int64), "duplicate": True}
         job.outcome = "cancelled"
-        rest = job.rows[self._book.state[job.rows] == ASSIGNED]
-        quarantined = self._hand_back(job, rest, None)
+        book = self._book
+        rest = job.rows[book.state[job.rows] == ASSIGNED]
+        # Not _hand_back: that may give up on a unit by its earlier counts (a lone unit's losses spared by
+        # the chance test); here nothing new is known of any unit.
+        book.release(rest)
+        if self._predictions is not None:
+            self._pending_mean += float(self._predictions.mean[rest].sum())
+        if self._fresh_built:  # while probing, pending units are collected when processing starts
+            book.push_returned(rest)
         self._end(job, now)
-        return {"done": np.zeros(0, np.int64), "returned": rest, "quarantined": quarantined}
+        return {"done": np.zeros(0, np.int64), "returned": rest, "quarantined": np.zeros(0, np.int64)}
 
     def _judge_loss(
         self, job: SchedJob, rest: np.ndarray, now: float, reason: str
