@@ -109,6 +109,31 @@ def test_a_lost_job_keeps_the_units_of_its_last_checkpoint_once(tmp_path, writte
     assert again.outcome == "lost" and len(list(task.destination.rglob("part0.txt"))) == len(committed)
 
 
+def test_a_job_its_user_killed_keeps_its_checkpoint_and_blames_nothing(tmp_path) -> None:
+    """Killed by the user (no report, a checkpoint of two units): those two are done, the rest go back
+    with no crash counted (as a soft stop at the checkpoint), where a lost job counts one on each."""
+    from autosplit.pipeline.scheduling import session
+
+    task = make_task(tmp_path, probe_fraction=0.2)
+    node = "c1-1"
+    assert bind(str(task.root), node)[0] == 0
+    with task.ledger() as ledger:
+        pairs = ledger.job_assignment(node)
+        ledger.request_kill([node])
+    fake_report(task, node, done=2, attempt=0)
+    data = json.loads(task.report_path(node).read_text())
+    data["meta"] = {"checkpoint": True}
+    checkpoint_path(task.report_path(node)).write_text(json.dumps(data))
+    task.report_path(node).unlink()
+    assert run_postjob(task, node, -1001, 0, 2).outcome == "killed"
+    with task.ledger() as ledger:
+        units = ledger.units()
+        done = units.filter(units["state"] == "done")
+        assert sorted(zip(done["run"].to_list(), done["lumi"].to_list(), strict=True)) == sorted(pairs[:2])
+    with session(task) as s:
+        assert s.scheduler._book.crashes.sum() == 0 and s.scheduler._observer.n_lost == 0
+
+
 def test_the_task_setting_reaches_the_scheduler_and_the_job_spec(tmp_path) -> None:
     from autosplit.pipeline.config import load_config
     from autosplit.pipeline.scheduling import scheduler_options

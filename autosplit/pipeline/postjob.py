@@ -14,8 +14,9 @@ one transaction:
 * ``unit-failure``: the unit the user code failed on is blamed, the rest go back;
 * ``failed`` (a report with an error and no culprit), ``rejected`` (a report that cannot be trusted),
   ``lost`` (no report): the units go back with one more crash each;
-* ``killed`` by the user (``autosplit kill --jobs``) with no report: the units go back as they were
-  (:meth:`~autosplit.Scheduler.job_cancelled`: no crash, no loss of the pool).
+* ``killed`` by the user (``autosplit kill --jobs``) with no report: the units of its last checkpoint are
+  done, the rest go back as they were (:meth:`~autosplit.Scheduler.job_cancelled`, or a soft stop at the
+  checkpoint: no crash, no loss of the pool).
 
 Exit codes (CRAB3's, kept): 0 accounted for, 2 fatal (a node this task does not know), 3 abort the DAG
 (most of a stage's jobs failed), 4 defer (stage-out still in flight: DAGMan re-runs this script later; it
@@ -246,9 +247,12 @@ def _account(
     if report is None and checkpoint is not None:
         outcome = "rejected" if kind == "rejected" else "lost"
         message = f"{verdict.reason}; {len(saved)} unit(s) kept from its last checkpoint"
-        lost = msgspec.structs.replace(
-            checkpoint, exit_code=EXIT_NO_REPORT, exit_message=verdict.reason, meta={}, unfinished=[]
-        )
+        if killed:  # stopped by the user: a soft stop at its last checkpoint, nothing blamed
+            ended = {"exit_code": 0, "exit_message": "stopped by the user", "soft_stopped": True}
+            ended.update(hard_killed=False, in_progress=None)
+        else:
+            ended = dict(exit_code=EXIT_NO_REPORT, exit_message=verdict.reason)
+        lost = msgspec.structs.replace(checkpoint, meta={}, unfinished=[], **ended)
         result = sched.job_finished(lost, now, done=saved)
         job_state = "failed"
     elif report is None and killed:

@@ -303,9 +303,8 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
     if attempts.height:
         for row in attempts.iter_rows(named=True):
             no_report = not row["report_path"]
-            if no_report and row["outcome"] == "killed":
-                continue  # stopped by its user without a report: cancelled, nothing learned (job_cancelled)
-            if no_report and row["wall_seconds"] is not None:  # how long it ran, from the event log
+            # How long it ran, from the event log (a job its user killed says nothing of its units).
+            if no_report and row["wall_seconds"] is not None and row["outcome"] != "killed":
                 lost_runs.append((row["node"], float(row["wall_seconds"])))
             if row["usable_report"] and row["report_path"]:
                 try:

@@ -108,7 +108,8 @@ class AccountingMixin:
     def job_cancelled(self, job_id: str, now: float) -> dict:
         """Account for a job its user stopped that left no report: its units go back to pending as they
         were. Unlike :meth:`job_failed` nothing is blamed (no loss of the pool, no crash of its units, no
-        run time remembered for them): a user's kill says nothing of the units or the pool. Returns what
+        run time remembered for them): a user's kill says nothing of the units or the pool. Its slot time
+        still counts towards the pool's loss rate, as a job that ended without a loss. Returns what
         changed, as :meth:`job_failed` does."""
         now = self._time(now)
         job = self._job(job_id)
@@ -124,6 +125,7 @@ class AccountingMixin:
             self._pending_mean += float(self._predictions.mean[rest].sum())
         if self._fresh_built:  # while probing, pending units are collected when processing starts
             book.push_returned(rest)
+        self._observer.ended(now - job.requested_at, None, lost=False)  # slot time without a loss
         self._end(job, now)
         return {"done": np.zeros(0, np.int64), "returned": rest, "quarantined": np.zeros(0, np.int64)}
 

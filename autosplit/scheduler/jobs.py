@@ -29,7 +29,7 @@ class SchedJob:
     predicted: float | None
     started_at: float | None = None
     ended_at: float | None = None
-    outcome: str = "running"  # running | ok | soft-stopped | killed | failed | lost
+    outcome: str = "running"  # running | ok | soft-stopped | killed | failed | lost | cancelled
     probe_round: int = 0
 
 
