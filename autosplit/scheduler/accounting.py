@@ -28,6 +28,11 @@ OVERRUN = 3.0
 LOSSES_BY_CHANCE = 1e-6
 
 
+def duplicate_call() -> dict:
+    """What a second call for a job that already ended returns: nothing changed."""
+    return {"done": np.zeros(0, np.int64), "returned": np.zeros(0, np.int64), "duplicate": True}
+
+
 class AccountingMixin:
     """Job accounting of :class:`~autosplit.scheduler.Scheduler` (see the module docstring)."""
 
@@ -105,6 +110,15 @@ class AccountingMixin:
             book.push_returned(rows[book.state[rows] == PENDING])
         return np.concatenate(quarantined) if quarantined else np.zeros(0, np.int64)
 
+    def _ending(self, job_id: str, outcome: str) -> tuple[SchedJob | None, np.ndarray]:
+        """Mark the running job ``job_id`` ended with ``outcome``: the job and its units still assigned, or
+        ``(None, empty)`` when it already ended (a second call for it changes nothing)."""
+        job = self._job(job_id)
+        if job.outcome != "running":
+            return None, np.zeros(0, np.int64)
+        job.outcome = outcome
+        return job, job.rows[self._book.state[job.rows] == ASSIGNED]
+
     def job_cancelled(self, job_id: str, now: float) -> dict:
         """Account for a job its user stopped that left no report: its units go back to pending as they
         were. Unlike :meth:`job_failed` nothing is blamed (no loss of the pool, no crash of its units, no
@@ -112,12 +126,10 @@ class AccountingMixin:
         still counts towards the pool's loss rate, as a job that ended without a loss. Returns what
         changed, as :meth:`job_failed` does."""
         now = self._time(now)
-        job = self._job(job_id)
-        if job.outcome != "running":
-            return {"done": np.zeros(0, np.int64), "returned": np.zeros(0, np.int64), "duplicate": True}
-        job.outcome = "cancelled"
+        job, rest = self._ending(job_id, "cancelled")
+        if job is None:
+            return duplicate_call()
         book = self._book
-        rest = job.rows[book.state[job.rows] == ASSIGNED]
         # Not _hand_back: that may give up on a unit by its earlier counts (a lone unit's losses spared by
         # the chance test); here nothing new is known of any unit.
         book.release(rest)

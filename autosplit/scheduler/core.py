@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autosplit.jobreport import JobReport
-from autosplit.scheduler.accounting import AccountingMixin
+from autosplit.scheduler.accounting import AccountingMixin, duplicate_call
 from autosplit.scheduler.binding import BindingMixin
 from autosplit.scheduler.book import ASSIGNED, DONE, PENDING, QUARANTINED, UnitBook
 from autosplit.scheduler.groups import RunFactors
@@ -416,7 +416,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         now = self._time(now)
         job = self._job(report.job_id)
         if job.outcome != "running":
-            return {"done": np.zeros(0, np.int64), "returned": np.zeros(0, np.int64), "duplicate": True}
+            return duplicate_call()
         book = self._book
         rows = job.rows
         pairs = [(u["run"], u["lumi"]) for u in report.units] if done is None else list(done)
@@ -480,12 +480,10 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         """Account for a job that left no report (node lost, crash before reporting): its units go back,
         alone when it ran long past its prediction, or given up on (see ``_judge_loss``)."""
         now = self._time(now)
-        job = self._job(job_id)
-        if job.outcome != "running":
-            return {"done": np.zeros(0, np.int64), "returned": np.zeros(0, np.int64), "duplicate": True}
-        job.outcome = "lost"
+        job, rest = self._ending(job_id, "lost")
+        if job is None:
+            return duplicate_call()
         book = self._book
-        rest = job.rows[book.state[job.rows] == ASSIGNED]
         book.crashes[rest] += 1
         reason, give_up = self._judge_loss(job, rest, now, reason or "the job was lost without a report")
         # The pool's loss count includes this loss before the chance test of its units' losses.
