@@ -248,10 +248,15 @@ def _account(
         outcome = "rejected" if kind == "rejected" else "lost"
         message = f"{verdict.reason}; {len(saved)} unit(s) kept from its last checkpoint"
         if killed:  # stopped by the user: a soft stop at its last checkpoint, nothing blamed
-            ended = {"exit_code": 0, "exit_message": "stopped by the user", "soft_stopped": True}
-            ended.update(hard_killed=False, in_progress=None)
+            ended = {
+                "exit_code": 0,
+                "exit_message": "stopped by the user",
+                "soft_stopped": True,
+                "hard_killed": False,
+                "in_progress": None,
+            }
         else:
-            ended = dict(exit_code=EXIT_NO_REPORT, exit_message=verdict.reason)
+            ended = {"exit_code": EXIT_NO_REPORT, "exit_message": verdict.reason}
         lost = msgspec.structs.replace(checkpoint, meta={}, unfinished=[], **ended)
         result = sched.job_finished(lost, now, done=saved)
         job_state = "failed"

@@ -76,9 +76,7 @@ class AccountingMixin:
         book = self._book
         if rows.size == 0:
             return rows
-        book.release(rows)
-        if self._predictions is not None:
-            self._pending_mean += float(self._predictions.mean[rows].sum())
+        self._release(rows)
         if job.kind != "probe":  # a probe's leftovers were only sampled, not handed back
             book.returns[rows] += 1
         book.set_alone(rows[book.crashes[rows] >= 2])
@@ -110,6 +108,13 @@ class AccountingMixin:
             book.push_returned(rows[book.state[rows] == PENDING])
         return np.concatenate(quarantined) if quarantined else np.zeros(0, np.int64)
 
+    def _release(self, rows: np.ndarray) -> None:
+        """Assigned ``rows`` back to pending (not yet queued), their predicted seconds back in the pending
+        total."""
+        self._book.release(rows)
+        if self._predictions is not None:
+            self._pending_mean += float(self._predictions.mean[rows].sum())
+
     def _ending(self, job_id: str, outcome: str) -> tuple[SchedJob | None, np.ndarray]:
         """Mark the running job ``job_id`` ended with ``outcome``: the job and its units still assigned, or
         ``(None, empty)`` when it already ended (a second call for it changes nothing)."""
@@ -129,14 +134,11 @@ class AccountingMixin:
         job, rest = self._ending(job_id, "cancelled")
         if job is None:
             return duplicate_call()
-        book = self._book
         # Not _hand_back: that may give up on a unit by its earlier counts (a lone unit's losses spared by
         # the chance test); here nothing new is known of any unit.
-        book.release(rest)
-        if self._predictions is not None:
-            self._pending_mean += float(self._predictions.mean[rest].sum())
+        self._release(rest)
         if self._fresh_built:  # while probing, pending units are collected when processing starts
-            book.push_returned(rest)
+            self._book.push_returned(rest)
         self._observer.ended(now - job.requested_at, None, lost=False)  # slot time without a loss
         self._end(job, now)
         return {"done": np.zeros(0, np.int64), "returned": rest, "quarantined": np.zeros(0, np.int64)}

@@ -663,10 +663,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         cancelled = []
         for index in sorted(self._running):
             job = self._jobs[index]
-            rows = job.rows[self._book.state[job.rows] == ASSIGNED]
-            self._book.release(rows)
-            if self._predictions is not None:
-                self._pending_mean += float(self._predictions.mean[rows].sum())
+            self._release(job.rows[self._book.state[job.rows] == ASSIGNED])
             job.outcome = "cancelled"
             job.ended_at = now
             cancelled.append(job.job_id)
