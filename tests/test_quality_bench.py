@@ -279,3 +279,24 @@ def test_the_simulated_autosplit_gets_the_pipelines_scheduler_options():
     # passed 15 min while the benchmark's scheduler used its own default of a sixteenth of the target).
     assert passed["probe_seconds"] == 2 * 3600.0 / 16.0  # a sixteenth of TINY's 2 h target
     assert passed["probe_fraction"] == 0.02 and passed["alpha"] == 0.05 and passed["max_tails"] == 3
+
+
+def test_site_blind_table_averages_seeds_and_takes_failure_free_reference_rows(tmp_path):
+    from benchmarks import bench_site_blind as sb
+
+    base = {"profile": "grid", "workload": "sites", "split": "train", "n_jobs": 10, "error": None}
+    quality = [
+        {**base, "policy": "autosplit", "seed": 0, "failures": False, "makespan_over_bound": 1.1},
+        {**base, "policy": "autosplit", "seed": 1, "failures": False, "makespan_over_bound": 1.3},
+        {**base, "policy": "autosplit", "seed": 0, "failures": True, "makespan_over_bound": 9.0},
+        {**base, "policy": "crab3", "seed": 0, "failures": False, "makespan_over_bound": 9.0},
+    ]
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(quality))
+    rows = sb.quality_rows(path)
+    assert [r["policy"] for r in rows] == ["autosplit", "autosplit"]
+    rows.append({**base, "policy": "clairvoyant-blind", "seed": 0, "makespan_over_bound": 1.2})
+    (entry,) = sb.table(rows, ["clairvoyant", "clairvoyant-blind", "autosplit"])
+    assert entry["autosplit"] == pytest.approx(1.2)
+    assert entry["clairvoyant-blind"] == pytest.approx(1.2) and entry["clairvoyant"] is None
+    assert sb.quality_rows(tmp_path / "missing.json") == []

@@ -187,6 +187,31 @@ def test_clairvoyant_binds_longest_first_with_decreasing_sizes(results, pileup):
     assert result.makespan < 1.15 * lower_bound(truth, pool)
 
 
+def test_blind_clairvoyant_sizes_jobs_for_the_mean_slot_not_the_one_it_lands_on():
+    workload = small("sites")
+    dataset, truth, pool = workload.build(0, failures=False)
+    payload_per_site = {}
+    for sees in (True, False):
+        policy = ClairvoyantPolicy(target_runtime=workload.target_runtime, sees_slot=sees)
+        sim = Simulation(dataset, truth, pool, seed=1)
+        sim.run(policy)
+        assert (sim.state == 2).all()  # every unit done
+        # The first job on each slot, bound while the work left still caps sizes at the target.
+        first = {}
+        for attempt in sorted(sim.attempts, key=lambda a: a.dispatched):
+            first.setdefault(attempt.slot, attempt)
+        per_site = {}
+        for attempt in first.values():
+            per_site.setdefault(attempt.site, []).append(truth.seconds[attempt.job.rows].sum())
+        payload_per_site[sees] = {site: np.mean(v) for site, v in per_site.items()}
+    fast, slow = int(np.argmin(pool.time_factors)), int(np.argmax(pool.time_factors))
+    seeing, blind = payload_per_site[True], payload_per_site[False]
+    # Seeing the slot: a slow slot's job holds less work, in the ratio of the site speeds (1.8 / 0.7).
+    assert seeing[fast] / seeing[slow] > 2.0
+    # Blind: the same work whatever the slot.
+    assert blind[fast] / blind[slow] == pytest.approx(1.0, abs=0.1)
+
+
 def test_clairvoyant_shortens_jobs_under_failures():
     policy = ClairvoyantPolicy(target_runtime=8 * 3600.0)
     pool = wl.by_name("constant", "grid").pool(failures=True)

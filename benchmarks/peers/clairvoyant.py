@@ -19,6 +19,10 @@ node jitter, when a node fails). With that:
 It is a strong *achievable reference*, not a proof of optimality; the analytic lower bound
 (:func:`autosplit.sim.lower_bound`, the ``bound`` row) is what no schedule can beat.
 
+``clairvoyant-blind`` (:func:`make_blind`) knows all of the above except the one thing a late-binding
+DAG node cannot know when its job is written: the slot it will land on. It sizes every job for the pool's
+slot-weighted mean time factor, as autosplit must (``benchmarks/bench_site_blind.py`` compares the two).
+
 ``informed`` (:func:`make_informed`) is the same policy planning with each unit's **expected** cost given
 what the dataset shows (the mean of :data:`INFORMED_DRAWS` independent draws of the workload's costs), not
 the draw this run meets: a static plan with a perfect model of the features (pile-up, events, files, sites,
@@ -51,6 +55,8 @@ class ClairvoyantPolicy:
     name: str = "clairvoyant"
     #: Per-unit reference seconds the policy orders and sizes by (``None``: the true costs of the run).
     planning_seconds: np.ndarray | None = None
+    #: Size each job for the speed of the slot it lands on (False: for the pool's mean slot).
+    sees_slot: bool = True
 
     def cap(self, pool: Any) -> float:
         """Longest job (wall seconds of payload): the target, or Young's optimum under failures."""
@@ -66,7 +72,7 @@ class ClairvoyantPolicy:
         pool = sim.pool
         drift = sim.truth.drift
         d = drift.factor(sim.now + pool.overhead_seconds) if drift is not None else 1.0
-        g = float(pool.time_factors[site])
+        g = float(pool.time_factors[site]) if self.sees_slot else pool.mean_time_factor
         whole_pool = self._remaining * d / pool.speed_sum
         wall = min(self._cap, max(self._floor, whole_pool / self.factoring))
         budget = wall / (g * d)
@@ -142,6 +148,12 @@ def expected_seconds(workload: Any, draws: int = INFORMED_DRAWS) -> np.ndarray:
             total += workload._raw_seconds(dataset, [10_000 + k, 11])
         _EXPECTED[key] = total / draws * workload.scale()
     return _EXPECTED[key]
+
+
+def make_blind(workload: Any, **params: Any) -> ClairvoyantPolicy:
+    """The clairvoyant policy sizing every job for the pool's mean slot (see the module docstring)."""
+    params.setdefault("name", "clairvoyant-blind")
+    return ClairvoyantPolicy(target_runtime=workload.target_runtime, sees_slot=False, **params)
 
 
 def make_informed(workload: Any, **params: Any) -> ClairvoyantPolicy:
