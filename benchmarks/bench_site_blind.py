@@ -1,12 +1,19 @@
-"""What knowing the slot a job lands on is worth: the clairvoyant policy with and without it.
+"""What knowing the slot a job lands on is worth: the clairvoyant policy and autosplit with and without it.
 
-autosplit binds a job's units before the job is matched to a slot (a DAG node's spec is written before its
-job is submitted), so it cannot size a job for the speed of the slot that will run it. The ``clairvoyant``
-and ``informed`` references of ``run_quality.py`` do. This script runs, on every workload of both profiles
-without node failures, the clairvoyant policy as it is and ``clairvoyant-blind`` (every unit's true cost,
-the true slot count, site speeds and drift, but each job sized for the pool's slot-weighted mean time
-factor), and sets beside them the ``informed`` and ``autosplit`` rows of ``results/quality.json``: makespan
-over the lower bound, mean of the seeds.
+The condor pipeline binds a job's units before the job is matched to a slot (a DAG node's spec is written
+before its job is submitted), so it cannot size a job for the speed of the slot that will run it. The
+``clairvoyant`` and ``informed`` references of ``run_quality.py`` do, and so can a pull-based workload
+manager that embeds :class:`autosplit.Scheduler` (a pilot asks for work for its own slot:
+``next_jobs(..., site=...)``). This script runs, on every workload of both profiles without node failures:
+
+* ``clairvoyant`` as it is;
+* ``clairvoyant-blind``: every unit's true cost, the true slot count, site speeds and drift, but each job
+  sized for the pool's slot-weighted mean time factor;
+* ``autosplit-pull``: the ``autosplit`` row's scheduler and reports, each job asked for the site of the slot
+  it will run on;
+
+and sets beside them the ``informed`` and ``autosplit`` rows of ``results/quality.json``: makespan over the
+lower bound, mean of the seeds.
 
 Writes ``benchmarks/results/site_blind.json`` and prints a table.
 
@@ -30,16 +37,20 @@ REFERENCES = ("informed", "autosplit")  #: rows read from quality.json
 
 
 def run_one(args: tuple[str, str, int]) -> list[dict[str, Any]]:
-    """Both clairvoyant variants on one (profile, workload, seed), without failures."""
+    """The clairvoyant variants and ``autosplit-pull`` on one (profile, workload, seed), without failures."""
     from autosplit.sim import Simulation, lower_bound, summarize
-    from benchmarks.peers import clairvoyant
+    from benchmarks.peers import autosplit, clairvoyant
 
     profile, name, seed = args
     workload = wl.by_name(name, profile)
     dataset, truth, pool = workload.build(seed, failures=False)
     bound = lower_bound(truth, pool)
     rows = []
-    for policy in (clairvoyant.make(workload), clairvoyant.make_blind(workload)):
+    for policy in (
+        clairvoyant.make(workload),
+        clairvoyant.make_blind(workload),
+        autosplit.make_pull(workload),
+    ):
         sim = Simulation(dataset, truth, pool, seed=seed)
         sim.run(policy, until=7 * 24 * 3600.0)
         result = summarize(sim, policy.name)
@@ -52,6 +63,9 @@ def run_one(args: tuple[str, str, int]) -> list[dict[str, Any]]:
                 "policy": policy.name,
                 "makespan_over_bound": result.makespan / bound,
                 "n_jobs": result.n_jobs,
+                "cpu_waste_fraction": result.cpu_waste_fraction,
+                "soft_limit_fraction": result.frac_soft_limit,
+                "units_done": result.units["done"],
             }
         )
     return rows
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = set(range(args.seeds))
     profiles = set(args.profiles.split(","))
     rows += [r for r in quality_rows(Path(args.quality)) if r["seed"] in seeds and r["profile"] in profiles]
-    policies = ["clairvoyant", "clairvoyant-blind", *REFERENCES]
+    policies = ["clairvoyant", "clairvoyant-blind", "informed", "autosplit", "autosplit-pull"]
     summary = table(rows, policies)
     print(f"{'profile':8} {'workload':13} {'split':5} " + " ".join(f"{p:>17}" for p in policies))
     for entry in summary:

@@ -1160,3 +1160,14 @@ def test_a_jobs_quantile_matched_to_a_skewed_speed_factor_is_not_widened_twice()
         assert float(payload_quantile(1.0, cv * cv, z)) == pytest.approx(ratio, rel=1e-9)
         # The normal alone would need a wider spread for the same quantile when the lognormal's is higher.
         assert cv <= (ratio - 1.0) / z + 1e-12
+
+
+def test_a_site_the_model_has_not_learned_sizes_jobs_as_for_any_slot() -> None:
+    _, plain = _model_scheduler()
+    _, told = _model_scheduler()
+    a = plain.next_jobs(free_slots=2, now=0.0)
+    b = told.next_jobs(free_slots=2, now=0.0, site="T2_NOWHERE")
+    assert [
+        (r.rows.tolist(), r.soft_limit_seconds, r.hard_limit_seconds, r.predicted_seconds) for r in a
+    ] == [(r.rows.tolist(), r.soft_limit_seconds, r.hard_limit_seconds, r.predicted_seconds) for r in b]
+    assert b[0].meta["site"] == "T2_NOWHERE" and "site" not in a[0].meta

@@ -13,12 +13,15 @@ the packing target and its predicted payload within the size budget:
   have to do, over the observed concurrency) divided by ``factoring`` and by ``1 + spread_margin * shared_cv``
   (the model's job-to-job spread: site and node speed, parameter and shape uncertainty), never below
   ``floor_overheads`` per-job overheads: jobs keep the target size while much work remains and shrink
-  towards the end, so slots finish together, a job on a slow slot included.
+  towards the end, so slots finish together, a job on a slow slot included;
+* a job asked for a known **site** (``next_jobs(..., site=...)``) has the budget and the target divided by
+  that site's learned time factor, and the between-site spread left out of its quantile.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import warnings
 from statistics import NormalDist
@@ -265,7 +268,7 @@ class BindingMixin:
         inside = self._predictions.overhead if self._predictions is not None else 0.0
         return self._observer.slot_overhead(default=0.0) + inside
 
-    def _mean_budget(self, now: float) -> float:
+    def _mean_budget(self, now: float, shared: float | None = None) -> float:
         """Predicted payload seconds the next job may take: the work left per slot (pending plus what the
         running jobs still have to do) over ``factoring * (1 + spread_margin * shared_cv)``, never below
         ``floor_overheads`` job overheads."""
@@ -275,7 +278,8 @@ class BindingMixin:
         floor = self.min_job_seconds if self.min_job_seconds is not None else self.floor_overheads * overhead
         # A job lands on a slot of unknown speed: towards the end, a share cut by the job-to-job spread
         # lets a job on a slow slot still end about when the others do.
-        shared = self._predictions.shared_cv if self._predictions is not None else 0.0
+        if shared is None:
+            shared = self._predictions.shared_cv if self._predictions is not None else 0.0
         spread = 1.0 + getattr(self, "spread_margin", 0.0) * max(shared, 0.0)
         return max(horizon / (self.factoring * spread), floor, 1.0)
 
@@ -290,7 +294,31 @@ class BindingMixin:
             total += max(predicted - max(now - start, 0.0), 0.0)
         return total
 
-    def _next_job(self, now: float, name: str | None) -> JobRequest | None:
+    def _for_site(self, site: str | None, p: Predictions) -> tuple[float, Predictions]:
+        """The time factor of ``site`` relative to the pool's mix of sites (the model's learned
+        ``site_factors_``, within 1/4 to 4) and the predictions with the job-to-job spread of a job known
+        to run there (the between-sites part left out); ``(1, p)`` when the site is not given or learned.
+
+        A job bound for a known site has its size budget and packing target divided by the factor and its
+        prediction multiplied by it: on a site 1.8x slower a job holds 1/1.8 of the work and still ends
+        when one bound for an average slot would."""
+        model = self.model_
+        factors = getattr(model, "site_factors_", None) if site else None
+        if not factors or site not in factors or not hasattr(model, "for_site"):
+            return 1.0, p
+        factor = float(factors[site])
+        if not (math.isfinite(factor) and factor > 0):
+            return 1.0, p
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                narrow = float(model.for_site(site).shared_cv) / float(model.shared_cv)
+        except Exception:  # noqa: BLE001 - a model that cannot say keeps the mix's spread
+            narrow = 1.0
+        narrow = min(max(narrow, 0.0), 1.0) if math.isfinite(narrow) else 1.0
+        return min(max(factor, 0.25), 4.0), dataclasses.replace(p, shared_cv=p.shared_cv * narrow)
+
+    def _next_job(self, now: float, name: str | None, site: str | None = None) -> JobRequest | None:
         self._maybe_refit(now)
         book = self._book
         p = self._predictions
@@ -308,8 +336,10 @@ class BindingMixin:
             return None
         target = self._packing_target()
         failure_cap = self._failure_cap(now) - self._observer.slot_overhead(default=0.0) - p.overhead
-        budget = min(self._mean_budget(now), target - p.overhead, failure_cap)
-        k = cut_job(queue, book.segment, p, self._caps, mean_budget=budget, target=target)
+        speed, p = self._for_site(site, p)
+        budget = min(self._mean_budget(now, p.shared_cv), target - p.overhead, failure_cap) / speed
+        cut_target = p.overhead + (target - p.overhead) / speed
+        k = cut_job(queue, book.segment, p, self._caps, mean_budget=budget, target=cut_target)
         if source == "returned":
             rows = book.pop_returned(k)
         else:
@@ -319,16 +349,17 @@ class BindingMixin:
         stage = "processing" if level == 0 else f"tail-{min(level, max(self.max_tails, 1))}"
         last = level > 0 and level >= self.max_tails
         soft = None if last else self.target_runtime
-        q99 = float(p.q99[rows].max())
+        q99 = float(p.q99[rows].max()) * speed
         hard = job_hard_limit(soft, q99, self.target_runtime, self.grace_seconds, self.max_job_seconds)
         if getattr(self, "kill_at_wall", False):
             # A kill throws away the unit in progress and its rerun starts from zero: past the soft limit
             # a job is finishing its last unit, so only the wall-time limit stops it.
             hard = max(hard, self.max_job_seconds + self.grace_seconds)
-        predicted = p.overhead + float(p.mean[rows].sum())
+        predicted = p.overhead + speed * float(p.mean[rows].sum())
         job = self._open(stage, "bulk", rows, now, soft, hard, predicted, name)
-        quantile = float(p.quantile(p.mean[rows].sum(), p.var[rows].sum()))
-        return self._request(job, meta={"predicted_quantile": quantile, "tail_level": level})
+        m, v = speed * p.mean[rows].sum(), speed * speed * p.var[rows].sum()
+        meta = {"predicted_quantile": float(p.quantile(m, v)), "tail_level": level}
+        return self._request(job, meta={**meta, "site": site} if site else meta)
 
     def _alone_job(self, rows: np.ndarray, now: float, name: str | None) -> JobRequest:
         p = self._predictions

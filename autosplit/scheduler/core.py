@@ -356,10 +356,14 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             self.model_ = model
             self._start_processing()
 
-    def next_jobs(self, free_slots: int, now: float, *, names: list[str] | None = None) -> list[JobRequest]:
+    def next_jobs(
+        self, free_slots: int, now: float, *, names: list[str] | None = None, site: str | None = None
+    ) -> list[JobRequest]:
         """Jobs to start now on up to ``free_slots`` slots (maybe fewer, maybe none while probes run).
 
-        ``names``, when given, names the jobs in order (e.g. the DAG nodes that will run them).
+        ``names``, when given, names the jobs in order (e.g. the DAG nodes that will run them). ``site``,
+        when the caller knows where the jobs will run (a pilot asking work for its own slot), sizes them
+        for that site's learned speed (:meth:`BindingMixin._site_speed`); ``None``: for any slot.
         """
         free = _count("free_slots", free_slots)
         now = self._time(now)
@@ -371,7 +375,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             self._probe_progress(now)
         while len(out) < free:
             name = names[len(out)] if names and len(out) < len(names) else None
-            request = self._next_probe(now, name) if self._phase == "probing" else self._next_job(now, name)
+            request = (
+                self._next_probe(now, name) if self._phase == "probing" else self._next_job(now, name, site)
+            )
             if request is None:
                 break
             out.append(request)
@@ -379,7 +385,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
             self._unstick(now)
             if self._phase == "processing":
                 name = names[0] if names else None
-                request = self._next_job(now, name)
+                request = self._next_job(now, name, site)
                 if request is not None:
                     out.append(request)
         self._check_done()

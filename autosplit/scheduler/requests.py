@@ -38,7 +38,8 @@ class JobRequest:
         its job twice or with a job that ran far past its prediction, or is predicted too long to share a
         job.
     meta:
-        Free-form details (the job's predicted upper quantile, its tail level, ...).
+        Free-form details (the job's predicted upper quantile, its tail level, and the ``site`` that
+        ``next_jobs`` was given, for which the job was sized: run it there).
     """
 
     job_id: str

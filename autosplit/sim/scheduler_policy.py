@@ -34,8 +34,8 @@ class SchedulerPolicy:
 
     ``per_unit_timing=False`` gives the scheduler job-level timings only (what CMSSW's FJR has);
     ``timing_noise`` is the log-sd of the multiplicative measurement error of reported per-unit seconds
-    (mean 1; 0 for exact timings). Attributes set while running: ``scheduler_`` (the scheduler),
-    ``requests_`` (every request).
+    (mean 1; 0 for exact timings); ``tell_site`` asks for one job per free slot, naming its site.
+    Attributes set while running: ``scheduler_`` (the scheduler), ``requests_`` (every request).
     """
 
     options: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +43,9 @@ class SchedulerPolicy:
     report_workload: Any = None
     per_unit_timing: bool = True
     timing_noise: float = 0.0
+    #: Tell the scheduler the site of each free slot (``next_jobs(free_slots=1, site=...)``), as a pull-based
+    #: workload manager can (a pilot asks for work for its own slot); a DAG node's job cannot.
+    tell_site: bool = False
     scheduler_: Scheduler | None = field(default=None, init=False, repr=False)
     requests_: list[JobRequest] = field(default_factory=list, init=False, repr=False)
 
@@ -52,7 +55,8 @@ class SchedulerPolicy:
         self._sim = sim
         self._noise_rng = np.random.default_rng([sim.seed, 77])
         self._builder = ReportBuilder(sim, self.report_workload)
-        self._buffer: list[JobRequest] = []
+        self._buffers: dict[int, list[JobRequest]] = {}  # per site index when told sites, else under -1
+        self._site_names = list(sim.pool.site_names)
         self._done = sim.env.event()
         sim.set_feeder(self._feed)
         self._sync()
@@ -61,14 +65,22 @@ class SchedulerPolicy:
 
     # ------------------------------------------------------------------ pool -> scheduler
     def _feed(self, sim: Any, site: int) -> SimJob | None:
-        if not self._buffer:
-            free = max(len(sim._free), 1)
-            self._buffer = self.scheduler_.next_jobs(free_slots=free, now=sim.now)
-            self.requests_ += self._buffer
+        # Told sites, jobs are asked for per site (as many as the site has free slots) once a model exists;
+        # the probes are one round over every free slot.
+        key = site if self.tell_site and self.scheduler_.has_model else -1
+        buffer = self._buffers.setdefault(key, [])
+        if not buffer:
+            if key < 0:
+                free = max(len(sim._free), 1)
+                buffer += self.scheduler_.next_jobs(free_slots=free, now=sim.now)
+            else:
+                free = max(int(np.count_nonzero(sim.pool.slot_site[sim._free] == site)), 1)
+                buffer += self.scheduler_.next_jobs(free_slots=free, now=sim.now, site=self._site_names[site])
+            self.requests_ += buffer
             self._sync()
-        if not self._buffer:
+        if not buffer:
             return None
-        request = self._buffer.pop(0)
+        request = buffer.pop(0)
         return SimJob(
             request.rows,
             stage=request.stage,

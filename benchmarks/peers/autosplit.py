@@ -9,7 +9,10 @@ driver's calls). The SIGTERM grace is the simulated pool's. Its reports are what
 * ``autosplit``: the autosplit worker's reports, per-unit seconds included, each carrying a multiplicative
   lognormal measurement error of log-sd :data:`TIMING_NOISE` (7 %); the job's wall, loop and set-up times
   are exact;
-* ``autosplit-fjr``: job-level timing only (no per-unit seconds), what a CMSSW framework job report gives.
+* ``autosplit-fjr``: job-level timing only (no per-unit seconds), what a CMSSW framework job report gives;
+* ``autosplit-pull`` (not in :data:`~benchmarks.peers.POLICIES`, see ``bench_site_blind.py``): the
+  ``autosplit`` reports, and each job asked for a named slot's site, as a pull-based workload manager that
+  embeds the scheduler could (a pilot asks for work for its own slot); the condor pipeline cannot.
 
 Every decision (probes, model, job sizes, limits, quarantines) is the scheduler's.
 """
@@ -62,4 +65,16 @@ def make_fjr(workload: Any, **extra: Any) -> SchedulerPolicy:
         name="autosplit-fjr",
         report_workload=workload.cost,
         per_unit_timing=False,
+    )
+
+
+def make_pull(workload: Any, **extra: Any) -> SchedulerPolicy:
+    """autosplit told the site of the slot each job will run on (a pull-based embedding)."""
+    return SchedulerPolicy(
+        options=options(workload, **extra),
+        name="autosplit-pull",
+        report_workload=workload.cost,
+        per_unit_timing=True,
+        timing_noise=TIMING_NOISE,
+        tell_site=True,
     )
