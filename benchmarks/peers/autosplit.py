@@ -47,33 +47,27 @@ def options(workload: Any, **extra: Any) -> dict[str, Any]:
     return {**passed, **extra}
 
 
+def _driven(workload: Any, extra: dict[str, Any], **driver: Any) -> SchedulerPolicy:
+    """The simulator's driver of a scheduler built with :func:`options` (``driver``: what it reports)."""
+    return SchedulerPolicy(options=options(workload, **extra), report_workload=workload.cost, **driver)
+
+
 def make(workload: Any, **extra: Any) -> SchedulerPolicy:
     """autosplit with the worker's per-unit timings (with measurement noise)."""
-    return SchedulerPolicy(
-        options=options(workload, **extra),
-        name="autosplit",
-        report_workload=workload.cost,
-        per_unit_timing=True,
-        timing_noise=TIMING_NOISE,
-    )
+    return _driven(workload, extra, name="autosplit", per_unit_timing=True, timing_noise=TIMING_NOISE)
 
 
 def make_fjr(workload: Any, **extra: Any) -> SchedulerPolicy:
     """autosplit fed job-level timings only (CMSSW framework job reports)."""
-    return SchedulerPolicy(
-        options=options(workload, **extra),
-        name="autosplit-fjr",
-        report_workload=workload.cost,
-        per_unit_timing=False,
-    )
+    return _driven(workload, extra, name="autosplit-fjr", per_unit_timing=False)
 
 
 def make_pull(workload: Any, **extra: Any) -> SchedulerPolicy:
     """autosplit told the site of the slot each job will run on (a pull-based embedding)."""
-    return SchedulerPolicy(
-        options=options(workload, **extra),
+    return _driven(
+        workload,
+        extra,
         name="autosplit-pull",
-        report_workload=workload.cost,
         per_unit_timing=True,
         timing_noise=TIMING_NOISE,
         tell_site=True,
