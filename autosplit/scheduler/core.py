@@ -363,7 +363,7 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
 
         ``names``, when given, names the jobs in order (e.g. the DAG nodes that will run them). ``site``,
         when the caller knows where the jobs will run (a pilot asking work for its own slot), sizes them
-        for that site's learned speed (:meth:`BindingMixin._site_speed`); ``None``: for any slot.
+        for that site's learned speed (:meth:`BindingMixin._for_site`); ``None``: for any slot.
         """
         free = _count("free_slots", free_slots)
         now = self._time(now)

@@ -34,7 +34,7 @@ class SchedulerPolicy:
 
     ``per_unit_timing=False`` gives the scheduler job-level timings only (what CMSSW's FJR has);
     ``timing_noise`` is the log-sd of the multiplicative measurement error of reported per-unit seconds
-    (mean 1; 0 for exact timings); ``tell_site`` asks for one job per free slot, naming its site.
+    (mean 1; 0 for exact timings); ``tell_site`` asks for jobs site by site, naming the site.
     Attributes set while running: ``scheduler_`` (the scheduler), ``requests_`` (every request).
     """
 
@@ -43,8 +43,8 @@ class SchedulerPolicy:
     report_workload: Any = None
     per_unit_timing: bool = True
     timing_noise: float = 0.0
-    #: Tell the scheduler the site of each free slot (``next_jobs(free_slots=1, site=...)``), as a pull-based
-    #: workload manager can (a pilot asks for work for its own slot); a DAG node's job cannot.
+    #: Tell the scheduler where the jobs will run (``next_jobs(free_slots=<free at the site>, site=...)``), as
+    #: a pull-based workload manager can (a pilot asks for work for its own slot); a DAG node's job cannot.
     tell_site: bool = False
     scheduler_: Scheduler | None = field(default=None, init=False, repr=False)
     requests_: list[JobRequest] = field(default_factory=list, init=False, repr=False)
