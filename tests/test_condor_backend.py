@@ -813,8 +813,10 @@ def test_a_lost_job_tells_the_scheduler_how_long_it_ran(tmp_path, monkeypatch) -
         assert cancelled.outcome == "cancelled" and cancelled.started_at is None
         assert s.scheduler._book.crashes[cancelled.rows].sum() == 0
     with task.ledger() as ledger:
-        scheduling.rebuild_scheduler(task, ledger)
+        rebuilt = scheduling.rebuild_scheduler(task, ledger)
     assert seen["lost_runs"] == [("c1-1", 600.0)]
+    assert rebuilt._jobs[rebuilt._by_id["c3-3"]].outcome == "cancelled"  # as the live scheduler has it
+    assert rebuilt._jobs[rebuilt._by_id["c1-1"]].outcome == "lost"
 
 
 class FakeChirp:

@@ -280,8 +280,16 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
     if members.height:
         for node, group in members.group_by("node", maintain_order=True):
             rows_of[node[0]] = group.sort("seq")["unit_id"].to_numpy().astype(np.int64)
+    attempts = ledger.attempts()
+    # A job whose last attempt its user killed before it reported was cancelled (Scheduler.job_cancelled).
+    silent_kill: dict[str, bool] = {}
+    for row in attempts.iter_rows(named=True) if attempts.height else []:
+        silent_kill[row["node"]] = row["outcome"] == "killed" and not row["report_path"]
     jobs = []
     for row in jobs_frame.iter_rows(named=True) if jobs_frame.height else []:
+        outcome = "running" if row["state"] == "planned" else (row["outcome"] or row["state"])
+        if outcome == "killed" and silent_kill.get(row["node"]):
+            outcome = "cancelled"
         jobs.append(
             JobRecord(
                 job_id=row["node"],
@@ -292,11 +300,10 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
                 soft=row["soft_limit_seconds"],
                 hard=float(row["hard_limit_seconds"] or 0.0),
                 predicted=row["predicted_seconds"],
-                outcome="running" if row["state"] == "planned" else (row["outcome"] or row["state"]),
+                outcome=outcome,
                 ended_at=row["ended"],
             )
         )
-    attempts = ledger.attempts()
     reports: list[JobReport] = []
     ended: list[tuple[float, float | None, bool]] = []
     lost_runs: list[tuple[str, float]] = []
