@@ -302,8 +302,10 @@ class BindingMixin:
         A job bound for a known site has its size budget and packing target divided by the factor and its
         prediction multiplied by it: on a site 1.8x slower a job holds 1/1.8 of the work and still ends
         when one bound for an average slot would."""
+        if not site:
+            return 1.0, p  # (without reading self.model_: a restored scheduler loads it only when needed)
         model = self.model_
-        factors = getattr(model, "site_factors_", None) if site else None
+        factors = getattr(model, "site_factors_", None)
         if not factors or site not in factors or not hasattr(model, "for_site"):
             return 1.0, p
         factor = float(factors[site])
