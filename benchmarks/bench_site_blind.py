@@ -34,6 +34,18 @@ from benchmarks import workloads as wl  # noqa: E402
 from benchmarks._common import RESULTS, write_results  # noqa: E402
 
 REFERENCES = ("informed", "autosplit")  #: rows read from quality.json
+#: What a row keeps (with ``units_done``), the same for the rows run here and those read from quality.json.
+ROW_FIELDS = (
+    "profile",
+    "workload",
+    "split",
+    "seed",
+    "policy",
+    "makespan_over_bound",
+    "n_jobs",
+    "cpu_waste_fraction",
+    "soft_limit_fraction",
+)
 
 
 def run_one(args: tuple[str, str, int]) -> list[dict[str, Any]]:
@@ -54,20 +66,18 @@ def run_one(args: tuple[str, str, int]) -> list[dict[str, Any]]:
         sim = Simulation(dataset, truth, pool, seed=seed)
         sim.run(policy, until=7 * 24 * 3600.0)
         result = summarize(sim, policy.name)
-        rows.append(
-            {
-                "profile": profile,
-                "workload": name,
-                "split": workload.split,
-                "seed": seed,
-                "policy": policy.name,
-                "makespan_over_bound": result.makespan / bound,
-                "n_jobs": result.n_jobs,
-                "cpu_waste_fraction": result.cpu_waste_fraction,
-                "soft_limit_fraction": result.frac_soft_limit,
-                "units_done": result.units["done"],
-            }
+        values = (
+            profile,
+            name,
+            workload.split,
+            seed,
+            policy.name,
+            result.makespan / bound,
+            result.n_jobs,
+            result.cpu_waste_fraction,
+            result.frac_soft_limit,
         )
+        rows.append({**dict(zip(ROW_FIELDS, values, strict=True)), "units_done": result.units["done"]})
     return rows
 
 
@@ -78,9 +88,8 @@ def quality_rows(path: Path) -> list[dict[str, Any]]:
     keep = []
     for row in json.loads(path.read_text()):
         if row.get("policy") in REFERENCES and not row.get("failures") and row.get("error") is None:
-            keep.append({k: row[k] for k in ("profile", "workload", "split", "seed", "policy")})
-            keep[-1]["makespan_over_bound"] = row["makespan_over_bound"]
-            keep[-1]["n_jobs"] = row["n_jobs"]
+            keep.append({k: row.get(k) for k in ROW_FIELDS})
+            keep[-1]["units_done"] = row.get("units_done")
     return keep
 
 
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             "description": __doc__.splitlines()[0],
             "seeds": args.seeds,
             "failures": False,
-            "quality_source": str(args.quality),
+            "quality_source": Path(args.quality).name,
             "summary": summary,
             "rows": rows,
         },
