@@ -280,15 +280,17 @@ def rebuild_scheduler(task: TaskDir, ledger: Ledger) -> Scheduler:
     if members.height:
         for node, group in members.group_by("node", maintain_order=True):
             rows_of[node[0]] = group.sort("seq")["unit_id"].to_numpy().astype(np.int64)
-    attempts = ledger.attempts()
+    attempts = ledger.attempts()  # in time order
     # A job whose last attempt its user killed before it reported was cancelled (Scheduler.job_cancelled).
-    silent_kill: dict[str, bool] = {}
-    for row in attempts.iter_rows(named=True) if attempts.height else []:
-        silent_kill[row["node"]] = row["outcome"] == "killed" and not row["report_path"]
+    silent_kill: set[str] = set()
+    if attempts.height:
+        last = attempts.group_by("node", maintain_order=True).last()
+        no_report = last["report_path"].cast(pl.String).fill_null("") == ""
+        silent_kill = set(last.filter((last["outcome"] == "killed") & no_report)["node"].to_list())
     jobs = []
     for row in jobs_frame.iter_rows(named=True) if jobs_frame.height else []:
         outcome = "running" if row["state"] == "planned" else (row["outcome"] or row["state"])
-        if outcome == "killed" and silent_kill.get(row["node"]):
+        if outcome == "killed" and row["node"] in silent_kill:
             outcome = "cancelled"
         jobs.append(
             JobRecord(
