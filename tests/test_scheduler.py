@@ -1171,3 +1171,6 @@ def test_a_site_the_model_has_not_learned_sizes_jobs_as_for_any_slot() -> None:
         (r.rows.tolist(), r.soft_limit_seconds, r.hard_limit_seconds, r.predicted_seconds) for r in a
     ] == [(r.rows.tolist(), r.soft_limit_seconds, r.hard_limit_seconds, r.predicted_seconds) for r in b]
     assert b[0].meta["site"] == "T2_NOWHERE" and "site" not in a[0].meta
+    for bad in ("", 3, ["T2_A"]):
+        with pytest.raises(asp.SchedulerError, match="site must be a site name"):
+            told.next_jobs(free_slots=1, now=1.0, site=bad)

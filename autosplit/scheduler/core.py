@@ -366,6 +366,8 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         for that site's learned speed (:meth:`BindingMixin._for_site`); ``None``: for any slot.
         """
         free = _count("free_slots", free_slots)
+        if site is not None and not (isinstance(site, str) and site):
+            raise SchedulerError(f"site must be a site name (a non-empty string) or None, got {site!r}")
         now = self._time(now)
         self._observer.offer(now, len(self._running), free)
         out: list[JobRequest] = []
