@@ -62,7 +62,7 @@ from autosplit.scheduler.accounting import AccountingMixin, duplicate_call
 from autosplit.scheduler.binding import BindingMixin
 from autosplit.scheduler.book import ASSIGNED, DONE, PENDING, QUARANTINED, UnitBook
 from autosplit.scheduler.groups import RunFactors
-from autosplit.scheduler.jobs import SchedJob, SchedulerError, failed_unit_pair, in_progress_pair
+from autosplit.scheduler.jobs import SchedJob, SchedulerError, failed_unit_pair, in_progress_pair, site_name
 from autosplit.scheduler.learning import LearningMixin
 from autosplit.scheduler.observe import PoolObserver
 from autosplit.scheduler.packing import Caps, Predictions
@@ -361,13 +361,11 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
     ) -> list[JobRequest]:
         """Jobs to start now on up to ``free_slots`` slots (maybe fewer, maybe none while probes run).
 
-        ``names``, when given, names the jobs in order (e.g. the DAG nodes that will run them). ``site``,
-        when the caller knows where the jobs will run (a pilot asking work for its own slot), sizes them
-        for that site's learned speed (:meth:`BindingMixin._for_site`); ``None``: for any slot.
+        ``names``, when given, names the jobs in order (e.g. the DAG nodes that will run them); ``site``, when
+        the caller knows where they will run (a pilot), sizes them for its speed (:meth:`_for_site`).
         """
         free = _count("free_slots", free_slots)
-        if site is not None and not (isinstance(site, str) and site):
-            raise SchedulerError(f"site must be a site name (a non-empty string) or None, got {site!r}")
+        site = site_name(site)
         now = self._time(now)
         self._observer.offer(now, len(self._running), free)
         out: list[JobRequest] = []

@@ -52,3 +52,10 @@ def failed_unit_pair(report: Any) -> tuple[int, int] | None:
     if isinstance(value, dict) and isinstance(value.get("run"), int) and isinstance(value.get("lumi"), int):
         return int(value["run"]), int(value["lumi"])
     return None
+
+
+def site_name(site: Any) -> str | None:
+    """``site`` when it is a site name (a non-empty string) or ``None``; else :class:`SchedulerError`."""
+    if site is not None and not (isinstance(site, str) and site):
+        raise SchedulerError(f"site must be a site name (a non-empty string) or None, got {site!r}")
+    return site
