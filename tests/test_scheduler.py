@@ -1027,6 +1027,25 @@ def test_end_jobs_shrink_by_the_job_to_job_spread_so_slow_slots_end_with_the_res
         asp.Scheduler(ds, spread_margin=-1.0)
 
 
+def test_end_jobs_keep_a_floor_of_job_overheads_unless_a_minimum_is_given() -> None:
+    """With far more slots than work, every job is at the floor: six per-job overheads by default."""
+    ds = dataset(300)  # lumis of about 100 events: 100 s each at 1 s per event
+
+    def first_jobs(**options):
+        model = asp.ConstantRateModel(seconds_per_event=1.0, cv=0.1, overhead_seconds=50.0)
+        options = {"target_runtime": 3600, "grace_seconds": 5, "max_job_seconds": 86_400, **options}
+        sched = asp.Scheduler(ds, model=model, slots=1000, **options)
+        requests = sched.next_jobs(free_slots=20, now=0.0)
+        return sched._mean_budget(0.0), np.array([r.rows.size for r in requests])
+
+    budget, units = first_jobs()
+    assert budget == pytest.approx(6 * 50.0) and units.min() >= 2
+    budget, units = first_jobs(floor_overheads=2.0)
+    assert budget == pytest.approx(2 * 50.0) and units.mean() <= 1.1
+    budget, units = first_jobs(min_job_seconds=120.0)
+    assert budget == pytest.approx(120.0) and units.mean() <= 1.1
+
+
 def test_the_loss_hazard_counts_the_slot_time_of_the_jobs_still_running() -> None:
     """Early in a task the lost jobs have ended and most others have not: counting only the ended jobs'
     slot time read three times the true loss rate on the benchmark's grid pool, and Young's cap made jobs

@@ -176,9 +176,9 @@ class Scheduler(ProbingMixin, BindingMixin, LearningMixin, AccountingMixin):
         longer than the limit (25.6 h, 39.5 h) were killed again, and the makespan went 1.53 -> 1.46,
         1.11 -> 1.15, 1.16 -> 1.47 and 1.42 -> 2.08 times the bound (pileup seeds 0 and 1, pareto seeds 0
         and 2; in the last a 20 h lumi on a slow node was given up too). 0.8 stays the default.
-    min_job_seconds:
-        Floor of the factoring job size (seconds of predicted payload); default adaptive: ten slot
-        overheads or a twentieth of the target, lowered to the work left per slot near the end.
+    min_job_seconds, floor_overheads:
+        Floor of the factoring job size (seconds of predicted payload): ``min_job_seconds`` when given,
+        else ``floor_overheads`` times a job's overhead (the observed slot overhead plus per-job set-up).
     factoring:
         Each job takes at most ``remaining / (factoring * concurrency)`` of the predicted work left.
     spread_margin:
