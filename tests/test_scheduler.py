@@ -1027,23 +1027,40 @@ def test_end_jobs_shrink_by_the_job_to_job_spread_so_slow_slots_end_with_the_res
         asp.Scheduler(ds, spread_margin=-1.0)
 
 
+def _constant_rate_scheduler(slots: int, **options) -> tuple[asp.Dataset, asp.Scheduler]:
+    """300 lumis of about 100 events at 1 s per event, 50 s of set-up per job, ``slots`` slots."""
+    ds = dataset(300)
+    model = asp.ConstantRateModel(seconds_per_event=1.0, cv=0.1, overhead_seconds=50.0)
+    options = {"target_runtime": 3600, "grace_seconds": 5, "max_job_seconds": 86_400, **options}
+    return ds, asp.Scheduler(ds, model=model, slots=slots, **options)
+
+
 def test_end_jobs_keep_a_floor_of_job_overheads_unless_a_minimum_is_given() -> None:
-    """With far more slots than work, every job is at the floor: six per-job overheads by default."""
-    ds = dataset(300)  # lumis of about 100 events: 100 s each at 1 s per event
+    """With far more slots than work, the size budget is the floor: six per-job overheads by default."""
+    for options, floor in (
+        ({}, 6 * 50.0),
+        ({"floor_overheads": 2.0}, 2 * 50.0),
+        ({"min_job_seconds": 120.0}, 120.0),
+    ):
+        _, sched = _constant_rate_scheduler(1000, **options)
+        sched.next_jobs(free_slots=1, now=0.0)
+        assert sched._mean_budget(0.0) == pytest.approx(floor)
 
-    def first_jobs(**options):
-        model = asp.ConstantRateModel(seconds_per_event=1.0, cv=0.1, overhead_seconds=50.0)
-        options = {"target_runtime": 3600, "grace_seconds": 5, "max_job_seconds": 86_400, **options}
-        sched = asp.Scheduler(ds, model=model, slots=1000, **options)
-        requests = sched.next_jobs(free_slots=20, now=0.0)
-        return sched._mean_budget(0.0), np.array([r.rows.size for r in requests])
 
-    budget, units = first_jobs()
-    assert budget == pytest.approx(6 * 50.0) and units.min() >= 2
-    budget, units = first_jobs(floor_overheads=2.0)
-    assert budget == pytest.approx(2 * 50.0) and units.mean() <= 1.1
-    budget, units = first_jobs(min_job_seconds=120.0)
-    assert budget == pytest.approx(120.0) and units.mean() <= 1.1
+def test_work_that_cannot_fill_the_idle_slots_is_spread_over_them() -> None:
+    # 1,000 idle slots and 30,620 s of work: one lumi per job, not the floor's two or three.
+    _, sched = _constant_rate_scheduler(1000)
+    requests = sched.next_jobs(free_slots=20, now=0.0)
+    assert [r.rows.size for r in requests] == [1] * 20
+    pending = sched._pending_mean
+    assert sched._idle_share() == pytest.approx(pending / (1000 - 20))
+    # 20 slots, all asking: the work per idle slot is above the size budget, which alone sizes the jobs.
+    ds, sched = _constant_rate_scheduler(20)
+    requests = sched.next_jobs(free_slots=20, now=0.0)
+    events = ds.units["events"].to_numpy()
+    payload = [float(events[r.rows].sum()) for r in requests]
+    assert min(r.rows.size for r in requests) >= 5
+    assert np.mean(payload) == pytest.approx(sched._mean_budget(0.0), rel=0.15)
 
 
 def test_the_loss_hazard_counts_the_slot_time_of_the_jobs_still_running() -> None:
